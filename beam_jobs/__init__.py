@@ -1,0 +1,1 @@
+"""Apache Beam jobs: preprocessing, feature extraction, batch captioning."""

@@ -1,0 +1,1 @@
+"""Readers for the public dataset formats, and the built-in shapes world."""

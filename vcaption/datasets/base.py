@@ -1,0 +1,190 @@
+"""Canonical examples that every dataset reader yields, and the dead-letter record.
+
+Readers turn a public format into these plain, picklable dataclasses (so that Beam can ship them
+between workers). A reader never drops an input silently: what it cannot turn into an example it
+yields as a `DeadLetter` naming the input and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Iterable, Iterator, Union
+
+import tensorflow as tf
+
+SPLITS = ("train", "val", "test")
+
+# Dead-letter reasons: short, stable codes that stats.json counts and users can grep for.
+MALFORMED_JSON = "malformed_json"          # a JSON line / file that does not parse
+MALFORMED_ENTRY = "malformed_entry"        # parses, but required fields are missing or mistyped
+MALFORMED_LINE = "malformed_line"          # a text-format line that does not follow the format
+DUPLICATE_ID = "duplicate_id"              # the same id seen again; the first one is kept
+INVALID_UTF8 = "invalid_utf8"              # text bytes that are not UTF-8
+UNKNOWN_SPLIT = "unknown_split"            # split name outside train/val/test/restval
+CAPTION_EMPTY = "caption_empty"            # nothing left after normalization (empty, punctuation only)
+NO_VALID_CAPTIONS = "no_valid_captions"    # every caption of an image was dead-lettered
+IMAGE_MISSING = "image_missing"            # the referenced file does not exist or cannot be read
+IMAGE_UNDECODABLE = "image_undecodable"    # not an image, corrupt or truncated data
+IMAGE_TOO_LARGE = "image_too_large"        # header claims more pixels than the limit
+UNKNOWN_IMAGE = "unknown_image"            # an annotation refers to an image id that is not listed
+VIDEO_UNREADABLE = "video_unreadable"      # missing, zero-length or undecodable video file
+REGION_INVALID = "region_invalid"          # a box with non-positive size or outside the image
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A box with its description, in source-image pixels (COCO / Visual Genome convention).
+
+    Args:
+        box: (x, y, width, height) of the top-left corner and size, in pixels of the source image.
+        phrase: the words that describe the region ("large red circle"); may be empty.
+        category: an object category name ("circle", "person"); may be empty.
+    """
+
+    box: tuple[float, float, float, float]
+    phrase: str = ""
+    category: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionedImage:
+    """An image with its reference captions (and optional regions).
+
+    Args:
+        id: the dataset's image id as a string (COCO id, Karpathy imgid/filename, VG image_id).
+        split: one of "train", "val", "test".
+        image_path: where the encoded image file is (local path or gs:// URL).
+        captions: the raw reference captions, as published.
+        regions: boxes with phrases/categories, when the format has them.
+        source: the annotation file this example came from, for dead-letter messages.
+    """
+
+    id: str
+    split: str
+    image_path: str
+    captions: tuple[str, ...]
+    regions: tuple[Region, ...] = ()
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class VQAExample:
+    """One question about one image with its human answers (VQA v1/v2 layout).
+
+    Args:
+        question_id: the VQA question id as a string.
+        image_id: the image the question is about.
+        split: one of "train", "val", "test".
+        image_path: where the encoded image file is.
+        question: the question text.
+        answers: the 10 human answers (empty for test questions without annotations).
+        multiple_choice_answer: the most common human answer ("" when unknown).
+        answer_type: "yes/no", "number" or "other" ("" when unknown).
+        question_type: the question prefix used for per-type accuracy ("what color is the").
+        source: the question file this example came from.
+    """
+
+    question_id: str
+    image_id: str
+    split: str
+    image_path: str
+    question: str
+    answers: tuple[str, ...] = ()
+    multiple_choice_answer: str = ""
+    answer_type: str = ""
+    question_type: str = ""
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoExample:
+    """A video file with its descriptions and (optionally) an activity label.
+
+    Args:
+        id: the video id ("video123", an MSVD YouTube clip id).
+        split: one of "train", "val", "test".
+        video_path: where the video file is.
+        captions: the raw descriptions.
+        label: the activity / category name, "" when the dataset has none.
+        source: the annotation file this example came from.
+    """
+
+    id: str
+    split: str
+    video_path: str
+    captions: tuple[str, ...] = ()
+    label: str = ""
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """An input that could not become an example, with the reason.
+
+    Args:
+        id: the input's id (image id, question id, "file:line" for line formats).
+        unit: what the input is: "image", "caption", "question", "video", "region", "line", "file".
+        reason: one of the reason codes of this module.
+        detail: a human-readable message naming the input and what is wrong with it.
+        source: the file the input came from.
+    """
+
+    id: str
+    unit: str
+    reason: str
+    detail: str
+    source: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+Example = Union[CaptionedImage, VQAExample, VideoExample]
+ReaderOutput = Iterator[Union[Example, DeadLetter]]
+
+
+def canonical_split(name: str) -> str | None:
+    """Maps published split names to train/val/test; Karpathy's "restval" is training data."""
+    name = (name or "").lower()
+    if name in ("train", "restval"):
+        return "train"
+    if name in ("val", "valid", "validation", "dev"):
+        return "val"
+    if name == "test":
+        return "test"
+    return None
+
+
+def load_json(path: str):
+    """Loads a JSON file; bytes that are not UTF-8 survive as lone surrogates.
+
+    The surrogates let a reader dead-letter just the string that holds them (INVALID_UTF8, see
+    `vcaption.text.has_invalid_utf8`) instead of refusing the whole file.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8", errors="surrogateescape"))
+
+
+def read_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without newline) with undecodable bytes kept as surrogates."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            yield number, raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+
+def join_path(directory: str, name: str) -> str:
+    """os.path.join that also works for gs:// style URLs."""
+    if "://" in directory:
+        return directory.rstrip("/") + "/" + name.lstrip("/")
+    return os.path.join(directory, name)
+
+
+def first_existing(candidates: Iterable[str]) -> str:
+    """The first candidate path that exists, else the first candidate (the error names it later)."""
+    candidates = list(candidates)
+    for path in candidates:
+        if tf.io.gfile.exists(path):
+            return path
+    return candidates[0]

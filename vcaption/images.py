@@ -1,0 +1,117 @@
+"""Image decoding and resizing as TensorFlow ops.
+
+The Beam preprocessing job, tf.data and the exported SavedModels all call `preprocess_image`, so
+the pixels a model sees in serving are produced by exactly the code that produced them in training
+(DESIGN rule 1).
+
+Decompression bombs are refused from the header alone: the width and height are read from the
+JPEG/PNG/GIF/BMP header with string ops and checked against a pixel limit before any pixel is
+decoded, so a 30000x30000 claim costs a few bytes of work, not gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# PIL refuses images over ~89M pixels by default; 40M still admits 8K photographs (7680x4320 = 33M).
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_JPEG_QUALITY = 95
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG"
+_GIF_MAGIC = b"GIF8"
+_BMP_MAGIC = b"BM"
+
+
+def _read_uint(data: tf.Tensor, offset: int, length: int, dtype: tf.DType, little_endian: bool):
+    raw = tf.strings.substr(data, offset, length)
+    return tf.cast(tf.io.decode_raw(raw, dtype, little_endian=little_endian)[0], tf.int64)
+
+
+def _header_size(encoded: tf.Tensor) -> tf.Tensor:
+    """int64[2] (height, width) read from the header; [-1, -1] if the format is not recognised."""
+    length = tf.strings.length(encoded)
+    magic = tf.strings.substr(encoded, 0, tf.minimum(length, 4))
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)
+
+    def png():  # IHDR: width, height as big-endian uint32 at bytes 16..24
+        return tf.stack([_read_uint(encoded, 20, 4, tf.int32, False),
+                         _read_uint(encoded, 16, 4, tf.int32, False)])
+
+    def gif():  # logical screen: width, height as little-endian uint16 at bytes 6..10
+        return tf.stack([_read_uint(encoded, 8, 2, tf.uint16, True),
+                         _read_uint(encoded, 6, 2, tf.uint16, True)])
+
+    def bmp():  # BITMAPINFOHEADER: width, height as little-endian int32 at 18..26 (height < 0: top-down)
+        return tf.abs(tf.stack([_read_uint(encoded, 22, 4, tf.int32, True),
+                                _read_uint(encoded, 18, 4, tf.int32, True)]))
+
+    def unknown():
+        return tf.constant([-1, -1], tf.int64)
+
+    is_jpeg = tf.strings.substr(magic, 0, tf.minimum(tf.strings.length(magic), 3)) == _JPEG_MAGIC
+    return tf.case(
+        [(is_jpeg & (length >= 4), jpeg),
+         ((magic == _PNG_MAGIC) & (length >= 24), png),
+         ((magic == _GIF_MAGIC) & (length >= 10), gif),
+         ((tf.strings.substr(magic, 0, tf.minimum(tf.strings.length(magic), 2)) == _BMP_MAGIC)
+          & (length >= 26), bmp)],
+        default=unknown, exclusive=False)
+
+
+def decode_image(encoded: tf.Tensor, max_pixels: int = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+    """Encoded JPEG/PNG/GIF/BMP bytes (scalar string) -> uint8[height, width, 3] RGB.
+
+    Grayscale, palette and CMYK images come out as RGB; alpha is dropped; an animated GIF gives its
+    first frame. Raises InvalidArgumentError naming the problem: not an image, an image whose
+    header claims more than `max_pixels` pixels, or corrupt data.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    size = _header_size(encoded)
+    tf.debugging.assert_non_negative(
+        size[0], message="not a JPEG, PNG, GIF or BMP image (unrecognised header)")
+    pixels = size[0] * size[1]
+    tf.debugging.assert_less_equal(
+        pixels, tf.constant(max_pixels, tf.int64),
+        message=f"image too large: its header claims height x width over the limit of "
+                f"{max_pixels} pixels")
+    tf.debugging.assert_positive(pixels, message="image has zero width or height")
+    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8[h, w, 3] -> uint8[image_size, image_size, 3], warped (aspect not kept) as in the papers."""
+    resized = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def preprocess_image(encoded: tf.Tensor, image_size: int,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+    """Encoded bytes -> uint8[image_size, image_size, 3]: the one image path of the package."""
+    return resize_image(decode_image(encoded, max_pixels), image_size)
+
+
+def encode_jpeg(image: tf.Tensor, quality: int = DEFAULT_JPEG_QUALITY) -> tf.Tensor:
+    """uint8[h, w, 3] -> JPEG bytes, as stored in TFRecords at the configured size."""
+    return tf.io.encode_jpeg(image, quality=quality, chroma_downsampling=False)
+
+
+def to_float(image: tf.Tensor) -> tf.Tensor:
+    """uint8 pixels -> float32 in [0, 1], the input range of the from-scratch encoders."""
+    return tf.cast(image, tf.float32) / 255.0
+
+
+def make_image_preprocessor(image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """A traced function bytes -> resized JPEG bytes for ingest; traced once, reused per element."""
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def preprocess_to_jpeg(encoded):
+        image = preprocess_image(encoded, image_size, max_pixels)
+        # The source size is kept so that region boxes given in source pixels can be normalized.
+        return encode_jpeg(image), _header_size(encoded)
+
+    return preprocess_to_jpeg

@@ -1,0 +1,1 @@
+"""Metrics: captions (pycocoevalcap), retrieval, VQA, classification."""

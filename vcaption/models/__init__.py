@@ -1,0 +1,1 @@
+"""Keras functional models of the four families."""

@@ -1,0 +1,138 @@
+"""Caption text as TensorFlow ops: normalization, tokenization, vocabulary lookup, detokenization.
+
+These functions are the only text path in vcaption. The Beam preprocessing job, the tf.data
+pipelines and the exported SavedModels all call them, so a caption is tokenized identically at
+ingest, in training and in serving (DESIGN rule 1). They use core TensorFlow ops only (tf.strings,
+tf.lookup), so a SavedModel that embeds them runs on the stock TF Serving model server.
+
+Normalization follows Karpathy & Fei-Fei (§4, "Data preprocessing"): lowercase, discard
+non-alphanumeric characters, split on whitespace.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import tensorflow as tf
+
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+RESERVED_TOKENS = (PAD, START, END, UNK)
+PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
+
+
+def normalize(text: tf.Tensor) -> tf.Tensor:
+    """Lowercases and discards every character that is not a letter, a digit or a space.
+
+    Discarding (rather than replacing by a space) matches the reference preprocessing of the
+    Karpathy splits: "man's" becomes "mans", "black-and-white" becomes "blackandwhite".
+    Unicode-aware: "Café" becomes "café". Raises InvalidArgumentError on invalid UTF-8.
+    """
+    text = tf.strings.lower(tf.convert_to_tensor(text, tf.string), encoding="utf-8")
+    text = tf.strings.regex_replace(text, r"\pZ", " ")  # non-ASCII spaces separate words too
+    text = tf.strings.regex_replace(text, r"[^\pL\pN\s]", "")
+    text = tf.strings.regex_replace(text, r"\s+", " ")
+    return tf.strings.strip(text)
+
+
+def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
+    """Normalizes and splits on whitespace: string[...] -> ragged string[..., (tokens)]."""
+    return tf.strings.split(normalize(text))
+
+
+def normalized_caption(text: str) -> str:
+    """Python convenience for one string (evaluation references, reports)."""
+    return normalize(tf.constant(text)).numpy().decode("utf-8")
+
+
+class Vocabulary(tf.Module):
+    """Token <-> id tables backed by a one-token-per-line vocabulary file.
+
+    Line number is the id; the reserved tokens `<pad>`=0, `<start>`=1, `<end>`=2, `<unk>`=3 come
+    first. Because both tables are initialized from the file, a SavedModel that tracks this module
+    carries the file as an asset and needs nothing else at serving time.
+
+    Args:
+        path: the vocabulary file (`vocab.txt` written by `beam_jobs.preprocess`).
+
+    Example:
+        >>> vocab = Vocabulary(Vocabulary.write(["red", "circle"], "/tmp/vocab.txt"))
+        >>> vocab.encode(tf.constant(["A red circle!"]), max_length=16)
+        <tf.RaggedTensor [[1, 4, 5, 2]]>  # <start> <unk> red circle <end>... (a -> <unk>)
+    """
+
+    def __init__(self, path: str):
+        super().__init__(name="vocabulary")
+        self.path = path
+        with tf.io.gfile.GFile(path) as f:
+            tokens = f.read().splitlines()
+        if tuple(tokens[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
+            raise ValueError(f"vocabulary {path!r} must start with {RESERVED_TOKENS}, got {tokens[:4]}")
+        self.size = len(tokens)
+        self._words = tokens
+        self.token_to_id = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            default_value=UNK_ID)
+        self.id_to_token = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value=UNK)
+
+    @property
+    def words(self) -> list[str]:
+        return list(self._words)
+
+    @staticmethod
+    def write(words: Iterable[str], path: str) -> str:
+        """Writes reserved tokens then `words` (in the given order) to `path`; returns the path."""
+        words = [w for w in words if w not in RESERVED_TOKENS]
+        tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write("\n".join([*RESERVED_TOKENS, *words]) + "\n")
+        return path
+
+    def lookup(self, tokens: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
+        """Token strings -> int64 ids; out-of-vocabulary tokens map to `<unk>`."""
+        if isinstance(tokens, tf.RaggedTensor):
+            return tokens.with_flat_values(self.token_to_id.lookup(tokens.flat_values))
+        return self.token_to_id.lookup(tokens)
+
+    def encode(self, text: tf.Tensor, max_length: int) -> tf.RaggedTensor:
+        """string[batch] -> ragged int64[batch, (<start> + at most max_length words + <end>)]."""
+        ids = self.lookup(tokenize(text))[:, :max_length]
+        batch = tf.shape(ids.row_lengths(), out_type=tf.int64)
+        start = tf.fill(tf.concat([batch, [1]], 0), tf.constant(START_ID, tf.int64))
+        end = tf.fill(tf.concat([batch, [1]], 0), tf.constant(END_ID, tf.int64))
+        return tf.concat([start, ids, end], axis=1)
+
+    def decode(self, ids: tf.Tensor) -> tf.Tensor:
+        """int[batch, length] (padded or ragged) -> string[batch].
+
+        Stops at the first `<end>`, drops `<pad>` and `<start>`, joins words with single spaces.
+        """
+        if isinstance(ids, tf.RaggedTensor):
+            ids = ids.to_tensor(default_value=PAD_ID)
+        ids = tf.cast(ids, tf.int64)
+        # Everything from the first <end> onwards is padding for our purposes.
+        after_end = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=-1) > 0
+        keep = tf.logical_not(after_end) & (ids != PAD_ID) & (ids != START_ID)
+        words = tf.ragged.boolean_mask(self.id_to_token.lookup(ids), keep)
+        return tf.strings.reduce_join(words, axis=-1, separator=" ")
+
+
+def count_tokens(captions: Sequence[str]) -> list[list[str]]:
+    """Tokenizes Python strings with the TF path; returns Python lists of str tokens."""
+    tokens = tokenize(tf.constant(list(captions), tf.string)).to_list()
+    return [[t.decode("utf-8") for t in row] for row in tokens]
+
+
+def has_invalid_utf8(text: str) -> bool:
+    """True if a string read with errors='surrogateescape' held bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
