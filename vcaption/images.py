@@ -11,6 +11,8 @@ decoded, so a 30000x30000 claim costs a few bytes of work, not gigabytes of memo
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
 # PIL refuses images over ~89M pixels by default; 40M still admits 8K photographs (7680x4320 = 33M).
@@ -73,10 +75,10 @@ def decode_image(encoded: tf.Tensor, max_pixels: int = DEFAULT_MAX_PIXELS) -> tf
     tf.debugging.assert_non_negative(
         size[0], message="not a JPEG, PNG, GIF or BMP image (unrecognised header)")
     pixels = size[0] * size[1]
-    tf.debugging.assert_less_equal(
-        pixels, tf.constant(max_pixels, tf.int64),
-        message=f"image too large: its header claims height x width over the limit of "
-                f"{max_pixels} pixels")
+    tf.debugging.Assert(
+        pixels <= max_pixels,
+        ["image too large: its header claims height, width =", size,
+         f"which is over the limit of {max_pixels} pixels"])
     tf.debugging.assert_positive(pixels, message="image has zero width or height")
     image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
@@ -115,3 +117,40 @@ def make_image_preprocessor(image_size: int, max_pixels: int = DEFAULT_MAX_PIXEL
         return encode_jpeg(image), _header_size(encoded)
 
     return preprocess_to_jpeg
+
+
+def read_video_frames(path: str, max_frames: int = 64, stride: int = 1) -> list:
+    """Decodes a video file with OpenCV -> list of uint8[h, w, 3] RGB frames (every `stride`-th).
+
+    Video containers are decoded at ingest only (Beam), never in the serving graph: exported video
+    models take frames. Raises ValueError naming the file if it cannot be opened or has no frames.
+    """
+    import tempfile
+
+    import cv2
+
+    local_path, tmp = path, None
+    if "://" in path:  # OpenCV reads local files only: stage remote videos in a temporary file
+        tmp = tempfile.NamedTemporaryFile(suffix=os.path.splitext(path)[1])
+        tmp.write(tf.io.gfile.GFile(path, "rb").read())
+        tmp.flush()
+        local_path = tmp.name
+    try:
+        capture = cv2.VideoCapture(local_path)
+        if not capture.isOpened():
+            raise ValueError(f"video {path!r}: cannot be opened (missing, empty or unknown format)")
+        frames, index = [], 0
+        while len(frames) < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % stride == 0:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            index += 1
+        capture.release()
+    finally:
+        if tmp is not None:
+            tmp.close()
+    if not frames:
+        raise ValueError(f"video {path!r}: no decodable frames")
+    return frames

@@ -46,40 +46,53 @@ def normalized_caption(text: str) -> str:
 
 
 class Vocabulary(tf.Module):
-    """Token <-> id tables backed by a one-token-per-line vocabulary file.
+    """Token <-> id tables; the line number (or list index) of a token is its id.
 
-    Line number is the id; the reserved tokens `<pad>`=0, `<start>`=1, `<end>`=2, `<unk>`=3 come
-    first. Because both tables are initialized from the file, a SavedModel that tracks this module
-    carries the file as an asset and needs nothing else at serving time.
+    The reserved tokens `<pad>`=0, `<start>`=1, `<end>`=2, `<unk>`=3 come first. Built from the
+    vocabulary file (`vocab.txt` written by `beam_jobs.preprocess`), both tables are initialized
+    from that file, so a SavedModel that tracks this module carries it as an asset and needs
+    nothing else at serving time. Built from a token list (a Beam side input), the tables hold
+    the list as constants.
 
     Args:
-        path: the vocabulary file (`vocab.txt` written by `beam_jobs.preprocess`).
+        path: the vocabulary file, one token per line.
+        tokens: the tokens in id order, instead of `path`.
 
     Example:
-        >>> vocab = Vocabulary(Vocabulary.write(["red", "circle"], "/tmp/vocab.txt"))
+        >>> vocab = Vocabulary(tokens=["<pad>", "<start>", "<end>", "<unk>", "red", "circle"])
         >>> vocab.encode(tf.constant(["A red circle!"]), max_length=16)
-        <tf.RaggedTensor [[1, 4, 5, 2]]>  # <start> <unk> red circle <end>... (a -> <unk>)
+        <tf.RaggedTensor [[1, 3, 4, 5, 2]]>
+        >>> vocab.decode([[1, 3, 4, 5, 2, 0]])
+        <tf.Tensor: ... numpy=array([b'<unk> red circle'], dtype=object)>
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | None = None, tokens: Sequence[str] | None = None):
         super().__init__(name="vocabulary")
-        self.path = path
-        with tf.io.gfile.GFile(path) as f:
-            tokens = f.read().splitlines()
+        if (path is None) == (tokens is None):
+            raise ValueError("give exactly one of `path` and `tokens`")
+        if path is not None:
+            with tf.io.gfile.GFile(path) as f:
+                tokens = f.read().splitlines()
+        tokens = list(tokens)
         if tuple(tokens[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
-            raise ValueError(f"vocabulary {path!r} must start with {RESERVED_TOKENS}, got {tokens[:4]}")
+            raise ValueError(f"vocabulary {path or 'tokens'} must start with {RESERVED_TOKENS}, "
+                             f"got {tokens[:4]}")
+        self.path = path
         self.size = len(tokens)
         self._words = tokens
-        self.token_to_id = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
+        if path is not None:
+            to_id = tf.lookup.TextFileInitializer(
                 path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
-            default_value=UNK_ID)
-        self.id_to_token = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
+                tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+            to_token = tf.lookup.TextFileInitializer(
                 path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
-            default_value=UNK)
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE)
+        else:
+            ids = tf.range(len(tokens), dtype=tf.int64)
+            to_id = tf.lookup.KeyValueTensorInitializer(tf.constant(tokens), ids)
+            to_token = tf.lookup.KeyValueTensorInitializer(ids, tf.constant(tokens))
+        self.token_to_id = tf.lookup.StaticHashTable(to_id, default_value=UNK_ID)
+        self.id_to_token = tf.lookup.StaticHashTable(to_token, default_value=UNK)
 
     @property
     def words(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from typing import Iterable, Iterator, Union
 
 import tensorflow as tf
@@ -150,7 +151,7 @@ def canonical_split(name: str) -> str | None:
     name = (name or "").lower()
     if name in ("train", "restval"):
         return "train"
-    if name in ("val", "valid", "validation", "dev"):
+    if name in ("val", "valid", "validation", "validate", "dev"):
         return "val"
     if name == "test":
         return "test"
@@ -164,7 +165,13 @@ def load_json(path: str):
     `vcaption.text.has_invalid_utf8`) instead of refusing the whole file.
     """
     with tf.io.gfile.GFile(path, "rb") as f:
-        return json.loads(f.read().decode("utf-8", errors="surrogateescape"))
+        text = f.read().decode("utf-8", errors="surrogateescape")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        # Still a JSONDecodeError (a ValueError), but the message names the file: a whole file that
+        # does not parse is a usage error the user has to fix, not a record to dead-letter.
+        raise json.JSONDecodeError(f"{path} is not valid JSON: {error.msg}", error.doc, error.pos) from None
 
 
 def read_lines(path: str) -> Iterator[tuple[int, str]]:
@@ -188,3 +195,27 @@ def first_existing(candidates: Iterable[str]) -> str:
         if tf.io.gfile.exists(path):
             return path
     return candidates[0]
+
+
+def split_from_subtype(subtype: str) -> str | None:
+    """Split of a COCO/VQA data subtype: "train2014" -> train, "val2017" -> val, "test-dev2015" -> test."""
+    subtype = (subtype or "").lower()
+    for split in SPLITS:
+        if split in subtype:
+            return split
+    return None
+
+
+def hash_split(example_id: str, val_percent: int = 10, test_percent: int = 10) -> str:
+    """A stable train/val/test assignment from the id alone (crc32), for formats without splits."""
+    bucket = zlib.crc32(example_id.encode("utf-8", errors="surrogateescape")) % 100
+    if bucket < 100 - val_percent - test_percent:
+        return "train"
+    return "val" if bucket < 100 - test_percent else "test"
+
+
+def parent_dir(path: str) -> str:
+    """The directory above `path` (a file or a directory), for local paths and gs:// URLs alike."""
+    if "://" in path:
+        return path.rstrip("/").rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(path))

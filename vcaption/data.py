@@ -1,0 +1,186 @@
+"""tf.data pipelines over the records written by `beam_jobs.preprocess`.
+
+`make_dataset(data_dir, split, task, batch_size, ...)` reads the split's shards interleaved,
+parses them (`vcaption.records`), decodes and resizes images in parallel with the same
+`vcaption.images.preprocess_image` the export uses, shuffles, buckets captions by length, pads and
+prefetches. One element structure per task:
+
+- "caption" (training pairs; an image's JPEG is decoded once and shared by its captions):
+  `({"visual": uint8[B, S, S, 3] | float32[B, F], "caption_in": int32[B, T]}, caption_out int32[B, T])`
+  with caption_in = <start> w1 .. wn and caption_out = w1 .. wn <end>, zero-padded to the longest
+  caption of the bucket.
+- "caption_eval" (one element per image, for generation and metrics):
+  `{"image_id": string[B], "visual": ..., "references": string[B, (captions)] (ragged)}`.
+- "vqa": `({"visual": ..., "question": int32[B, Q]}, answer_scores float32[B, K])` (soft targets).
+- "video": `({"frames": uint8[B, F, S, S, 3]}, {"label": int32[B], "caption_in", "caption_out"})`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+from vcaption import images, records
+
+AUTOTUNE = tf.data.AUTOTUNE
+TASKS = ("caption", "caption_eval", "vqa", "video")
+
+
+def split_pattern(data_dir: str, split: str) -> str:
+    """The shard pattern of one split in a preprocess output directory."""
+    return os.path.join(data_dir, f"{split}-*.tfrecord*")
+
+
+def read_records(pattern: str, shuffle: bool, seed: int | None = None) -> tf.data.Dataset:
+    """Serialized records of every shard matching `pattern`, shards read interleaved."""
+    files = tf.io.gfile.glob(pattern)
+    if not files:
+        raise FileNotFoundError(f"no TFRecord shards match {pattern!r}: run beam_jobs.preprocess first")
+    shards = tf.data.Dataset.from_tensor_slices(sorted(files))
+    if shuffle:
+        shards = shards.shuffle(len(files), seed=seed)
+    return shards.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                             num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+
+
+def _visual(parsed: dict, image_size: int, feature_dim: int | None) -> tf.Tensor:
+    if feature_dim is not None:
+        return parsed["features"]
+    return images.preprocess_image(parsed["image_jpeg"], image_size)
+
+
+def _caption_pairs(parsed: dict, image_size: int, feature_dim: int | None) -> tf.data.Dataset:
+    visual = _visual(parsed, image_size, feature_dim)
+    ids = tf.cast(parsed["caption_ids"], tf.int32)  # [captions, (ids)]
+    count = ids.nrows()
+    visuals = tf.repeat(visual[tf.newaxis], count, axis=0)  # [captions, ...], one decode per image
+    return tf.data.Dataset.from_tensor_slices((visuals, ids))
+
+
+def _shift(visual: tf.Tensor, ids: tf.Tensor):
+    # ids: [batch, T + 1] = <start> w1 .. wn <end> 0 ..
+    return {"visual": visual, "caption_in": ids[:, :-1]}, ids[:, 1:]
+
+
+def _caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
+                     shuffle_buffer, bucket_boundaries, drop_remainder):
+    parsed = serialized.map(lambda s: records.parse_caption_example(s, feature_dim),
+                            num_parallel_calls=AUTOTUNE, deterministic=not training)
+    pairs = parsed.interleave(lambda p: _caption_pairs(p, image_size, feature_dim),
+                              cycle_length=16, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training:
+        pairs = pairs.shuffle(shuffle_buffer, seed=seed)
+    # Captions of similar length share a batch so that little compute goes to padding.
+    boundaries = list(bucket_boundaries)
+    batched = pairs.map(lambda v, ids: (v, ids.to_tensor() if isinstance(ids, tf.RaggedTensor) else ids)) \
+        .bucket_by_sequence_length(
+            element_length_func=lambda v, ids: tf.shape(ids)[0],
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            drop_remainder=drop_remainder)
+    return batched.map(_shift, num_parallel_calls=AUTOTUNE)
+
+
+def _caption_eval_dataset(serialized, batch_size, image_size, feature_dim):
+    def to_element(s):
+        parsed = records.parse_caption_example(s, feature_dim)
+        return {"image_id": parsed["image_id"], "visual": _visual(parsed, image_size, feature_dim),
+                "references": parsed["captions"]}
+
+    return serialized.map(to_element, num_parallel_calls=AUTOTUNE).ragged_batch(batch_size)
+
+
+def _vqa_dataset(serialized, batch_size, image_size, feature_dim, answer_vocab_size, training, seed,
+                 shuffle_buffer, drop_remainder):
+    def to_element(s):
+        parsed = records.parse_vqa_example(s, feature_dim)
+        scores = tf.scatter_nd(parsed["answer_ids"][:, tf.newaxis], parsed["answer_scores"],
+                               [answer_vocab_size])  # [K], zero for answers outside the top K
+        inputs = {"visual": _visual(parsed, image_size, feature_dim),
+                  "question": tf.cast(parsed["question_ids"], tf.int32)}
+        return inputs, scores
+
+    elements = serialized.map(to_element, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training:
+        elements = elements.shuffle(shuffle_buffer, seed=seed)
+    return elements.padded_batch(batch_size, drop_remainder=drop_remainder)
+
+
+def _video_dataset(serialized, batch_size, image_size, num_frames, training, seed, shuffle_buffer,
+                   drop_remainder):
+    def to_element(s):
+        parsed = records.parse_video_example(s)
+        jpegs = parsed["frames_jpeg"][:num_frames]
+        frames = tf.map_fn(lambda j: images.preprocess_image(j, image_size), jpegs,
+                           fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+        # Short videos repeat their last frame so that every clip has num_frames frames.
+        missing = num_frames - tf.shape(frames)[0]
+        frames = tf.concat([frames, tf.repeat(frames[-1:], missing, axis=0)], axis=0)  # [F, S, S, 3]
+        ids = tf.cast(parsed["caption_ids"], tf.int32)
+        pick = tf.random.stateless_uniform([], [seed or 0, 0], 0, ids.nrows(), tf.int64) if training else 0
+        caption = ids[pick]
+        return {"frames": frames}, {"label": tf.cast(parsed["label_id"], tf.int32),
+                                    "caption_in": caption[:-1], "caption_out": caption[1:]}
+
+    elements = serialized.map(to_element, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training:
+        elements = elements.shuffle(shuffle_buffer, seed=seed)
+    return elements.padded_batch(batch_size, drop_remainder=drop_remainder)
+
+
+def make_dataset(
+    data_dir: str,
+    split: str,
+    task: str = "caption",
+    batch_size: int = 32,
+    image_size: int = 64,
+    training: bool | None = None,
+    feature_dim: int | None = None,
+    seed: int | None = None,
+    shuffle_buffer: int = 4096,
+    bucket_boundaries: Sequence[int] = (6, 9, 12, 15),
+    answer_vocab_size: int | None = None,
+    num_frames: int = 16,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """The tf.data pipeline of one split for one task (element structures in the module docstring).
+
+    Args:
+        data_dir: a `beam_jobs.preprocess` output directory.
+        split: "train", "val" or "test".
+        task: one of `TASKS`.
+        batch_size: examples per batch.
+        image_size: images are resized to this square size (a no-op when records already are).
+        training: shuffle and buckets nondeterministically; default: split == "train".
+        feature_dim: read precomputed features of this size instead of images.
+        seed: shuffling seed.
+        shuffle_buffer: examples in the shuffle buffer.
+        bucket_boundaries: caption lengths (in ids, with <start>/<end>) where buckets split.
+        answer_vocab_size: K, the size of answers.txt (task "vqa").
+        num_frames: frames per clip (task "video").
+        repeat: repeat forever (for step-based training).
+        drop_remainder: drop the last partial batch (static batch size).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    training = (split == "train") if training is None else training
+    serialized = read_records(split_pattern(data_dir, split), shuffle=training, seed=seed)
+    if repeat:
+        serialized = serialized.repeat()
+    if task == "caption":
+        dataset = _caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
+                                   shuffle_buffer, bucket_boundaries, drop_remainder)
+    elif task == "caption_eval":
+        dataset = _caption_eval_dataset(serialized, batch_size, image_size, feature_dim)
+    elif task == "vqa":
+        if answer_vocab_size is None:
+            raise ValueError("task 'vqa' needs answer_vocab_size (the number of lines of answers.txt)")
+        dataset = _vqa_dataset(serialized, batch_size, image_size, feature_dim, answer_vocab_size,
+                               training, seed, shuffle_buffer, drop_remainder)
+    else:
+        dataset = _video_dataset(serialized, batch_size, image_size, num_frames, training, seed,
+                                 shuffle_buffer, drop_remainder)
+    return dataset.prefetch(AUTOTUNE)

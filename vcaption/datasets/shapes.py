@@ -1,0 +1,1131 @@
+"""The shapes world: a built-in dataset generator, written in the public formats.
+
+vcaption has no internet access in tests and CI, so it draws its own data. The world is small
+enough to learn in minutes on a CPU and rich enough to exercise every task of the package:
+
+* **Images.** A dark canvas (`BACKGROUND`) cut into a 3x3 grid of cells. One to four filled
+  objects, each alone in its cell (so objects never overlap), jittered a little inside it. An
+  object has a shape (circle, square, triangle, diamond), a colour (red, green, blue, yellow,
+  purple, orange) and a size (small ~40% or large ~85% of the cell). Its region is its tight
+  pixel bounding box, and its cell gives its position ("in the top left", "at the bottom").
+* **Captions.** Five true, human-like sentences per image (at most 16 tokens each). They share
+  a strong core -- the objects as "size colour shape position" in reading order -- so a
+  captioner can reach high BLEU, and vary around it with synonyms ("big", "ball"), prefixes
+  ("there is"), spatial relations ("above", "left of") and counts ("two shapes").
+* **Questions.** Three to five VQA questions per image (colour, shape, count, existence,
+  relation) with ten simulated human answers each, ~90% of them correct.
+* **Videos.** One object that moves left / right / up / down, grows or shrinks across the
+  frames, sometimes next to a static distractor; six activity classes and five descriptions.
+
+Everything is written in the formats of the real datasets (Karpathy split JSON, COCO, Flickr8k,
+Visual Genome, VQA v2, MSR-VTT) so that the shapes world goes through the same readers as real
+data (DESIGN rule 7). `scenes.json` is the only private file: the ground truth (boxes, cells,
+activities) that later tasks use to score alignments.
+
+Generation is deterministic: every image and video draws from its own random stream, seeded by
+`(seed, kind, index)`, so the same seed gives byte-identical files and image 7 is the same image
+whether 30 or 2000 images are generated.
+
+Usage:
+    python -m vcaption.datasets.shapes --out /tmp/shapes --images 2000 --videos 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+BACKGROUND = (30, 30, 30)
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = {  # RGB, far apart from each other and from the background even after JPEG.
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (50, 90, 235),
+    "yellow": (235, 220, 40),
+    "purple": (150, 60, 210),
+    "orange": (245, 140, 30),
+}
+SIZES = {"small": 0.4, "large": 0.85}  # object extent as a fraction of the cell side
+CELL_NAMES = (
+    ("top left", "top", "top right"),
+    ("left", "center", "right"),
+    ("bottom left", "bottom", "bottom right"),
+)
+POSITION_PHRASES = {
+    "top left": "in the top left", "top": "at the top", "top right": "in the top right",
+    "left": "on the left", "center": "in the center", "right": "on the right",
+    "bottom left": "in the bottom left", "bottom": "at the bottom",
+    "bottom right": "in the bottom right",
+}
+ACTIVITIES = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
+SPLITS = ("train", "val", "test")
+MSRVTT_SPLITS = {"train": "train", "val": "validate", "test": "test"}
+MAX_CAPTION_TOKENS = 16
+CAPTIONS_PER_ITEM = 5
+ANSWERS_PER_QUESTION = 10
+FPS = 10
+MIN_FRAMES = 16  # LRCN's activity clips are 16 frames long.
+JPEG_QUALITY = 95
+
+# Scenes with few objects are more common: they are what a small captioner learns first.
+_OBJECT_COUNT_PROBS = (0.3, 0.35, 0.2, 0.15)
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five")
+_SIZE_SYNONYMS = {"large": ("large", "big"), "small": ("small", "little", "tiny")}
+_SHAPE_SYNONYMS = {"circle": ("circle", "ball"), "square": ("square", "box")}
+# Independent random streams per item kind, so adding videos never changes the images.
+_IMAGE_STREAM, _VIDEO_STREAM, _SPLIT_STREAM = 0, 1, 2
+_INFO_DATE = "2024-01-01 00:00:00"  # fixed so that files are byte-identical across runs
+
+
+# ----------------------------------------------------------------------------------------------
+# Scenes
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneObject:
+    """One filled object in one cell of the 3x3 grid.
+
+    Args:
+        shape: one of `SHAPES`.
+        colour: one of the keys of `COLOURS`.
+        size: "small" or "large" (see `SIZES`).
+        row: grid row, 0 (top) to 2 (bottom).
+        col: grid column, 0 (left) to 2 (right).
+        jitter_x: horizontal offset from the cell centre in [-1, 1], as a fraction of the
+            largest offset that keeps the object inside its cell (scaled down to keep it small).
+        jitter_y: the same, vertically.
+
+    Example:
+        >>> SceneObject("circle", "red", "large", 0, 0).phrase
+        'large red circle'
+    """
+
+    shape: str
+    colour: str
+    size: str
+    row: int
+    col: int
+    jitter_x: float = 0.0
+    jitter_y: float = 0.0
+
+    @property
+    def cell(self) -> str:
+        """The cell name: "top left" ... "bottom right"."""
+        return CELL_NAMES[self.row][self.col]
+
+    @property
+    def position(self) -> str:
+        """The cell as a phrase: "in the top left", "at the bottom", "in the center"."""
+        return POSITION_PHRASES[self.cell]
+
+    @property
+    def phrase(self) -> str:
+        """The region phrase of Visual Genome: "<size> <colour> <shape>"."""
+        return f"{self.size} {self.colour} {self.shape}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """An image of the shapes world: its objects in reading order (top-to-bottom, left-to-right).
+
+    Args:
+        objects: one to nine `SceneObject`s in distinct cells.
+
+    Example:
+        >>> scene = sample_scene(np.random.default_rng(0))
+        >>> image = render_scene(scene, image_size=128)  # uint8 [128, 128, 3] RGB
+    """
+
+    objects: tuple[SceneObject, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A VQA question about a scene with its correct answer.
+
+    Args:
+        question: the question text ("what color is the circle?").
+        answer: the correct answer in the VQA normal form ("red", "2", "yes").
+        answer_type: "yes/no", "number" or "other".
+        question_type: the question prefix VQA reports accuracy by ("what color is the").
+    """
+
+    question: str
+    answer: str
+    answer_type: str
+    question_type: str
+
+
+def sample_scene(rng: np.random.Generator) -> Scene:
+    """Draws 1-4 objects with random shape, colour and size in distinct random cells.
+
+    Args:
+        rng: the random stream; the scene depends on nothing else.
+
+    Example:
+        >>> sample_scene(np.random.default_rng(0)).objects[0].phrase
+        'small purple diamond'
+    """
+    count = int(rng.choice(len(_OBJECT_COUNT_PROBS), p=_OBJECT_COUNT_PROBS)) + 1
+    cells = sorted(int(c) for c in rng.choice(9, size=count, replace=False))
+    colours, sizes = list(COLOURS), list(SIZES)
+    objects = []
+    for cell in cells:
+        objects.append(SceneObject(
+            shape=SHAPES[int(rng.integers(len(SHAPES)))],
+            colour=colours[int(rng.integers(len(colours)))],
+            size=sizes[int(rng.integers(len(sizes)))],
+            row=cell // 3, col=cell % 3,
+            jitter_x=round(float(rng.uniform(-1, 1)), 3),
+            jitter_y=round(float(rng.uniform(-1, 1)), 3)))
+    return Scene(tuple(objects))
+
+
+def _cell_span(index: int, image_size: int) -> tuple[int, int]:
+    """[start, end) pixels of grid row/column `index`."""
+    return index * image_size // 3, (index + 1) * image_size // 3
+
+
+def _odd_extent(fraction: float, length: int) -> int:
+    """Half-width r of an object whose side 2r+1 is ~fraction*length (odd: it has a centre pixel)."""
+    return max(1, int(round(fraction * length / 2 - 0.5)))
+
+
+def object_box(obj: SceneObject, image_size: int) -> tuple[int, int, int, int]:
+    """The tight bounding box [x, y, width, height] of `obj` in pixels.
+
+    Every shape is drawn to fill its (2r+1)-pixel square exactly, so the box is that square.
+
+    Args:
+        obj: the object.
+        image_size: the side of the square canvas in pixels.
+
+    Example:
+        >>> object_box(SceneObject("square", "red", "large", 0, 0), 128)
+        (3, 3, 35, 35)
+    """
+    x0, x1 = _cell_span(obj.col, image_size)
+    y0, y1 = _cell_span(obj.row, image_size)
+    cell = min(x1 - x0, y1 - y0)
+    r = _odd_extent(SIZES[obj.size], cell)
+    side = 2 * r + 1
+
+    def start(lo: int, hi: int, jitter: float) -> int:
+        slack = (hi - lo) - side
+        # A quarter of the slack keeps jitter "small"; clipping keeps the object in its cell.
+        return int(np.clip(lo + slack // 2 + round(jitter * slack / 4), lo, hi - side))
+
+    return start(x0, x1, obj.jitter_x), start(y0, y1, obj.jitter_y), side, side
+
+
+def draw_shape(canvas: np.ndarray, shape: str, colour: Sequence[int], x: int, y: int, r: int) -> None:
+    """Fills `shape` into the (2r+1)-pixel square at top-left (x, y) of `canvas`, in place.
+
+    Anti-aliasing is off so that every pixel has exactly the object colour or the background:
+    boxes are exact and colour checks need no tolerance before JPEG.
+    """
+    colour = tuple(int(c) for c in colour)
+    cx, cy, side = x + r, y + r, 2 * r
+    if shape == "circle":
+        cv2.circle(canvas, (cx, cy), r, colour, thickness=-1, lineType=cv2.LINE_8)
+        return
+    if shape == "square":
+        cv2.rectangle(canvas, (x, y), (x + side, y + side), colour, thickness=-1, lineType=cv2.LINE_8)
+        return
+    if shape == "triangle":
+        points = [(cx, y), (x, y + side), (x + side, y + side)]
+    elif shape == "diamond":
+        points = [(cx, y), (x + side, cy), (cx, y + side), (x, cy)]
+    else:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    cv2.fillPoly(canvas, [np.array(points, np.int32)], colour, lineType=cv2.LINE_8)
+
+
+def blank_canvas(size: int) -> np.ndarray:
+    """A uint8 [size, size, 3] RGB canvas filled with `BACKGROUND`."""
+    return np.full((size, size, 3), BACKGROUND, np.uint8)
+
+
+def render_scene(scene: Scene, image_size: int = 128) -> np.ndarray:
+    """Draws a scene: uint8 [image_size, image_size, 3] RGB.
+
+    Args:
+        scene: the scene to draw.
+        image_size: the side of the square canvas in pixels (at least 24).
+
+    Example:
+        >>> render_scene(Scene((SceneObject("circle", "red", "large", 1, 1),)), 96).shape
+        (96, 96, 3)
+    """
+    canvas = blank_canvas(image_size)
+    for obj in scene.objects:
+        x, y, side, _ = object_box(obj, image_size)
+        draw_shape(canvas, obj.shape, COLOURS[obj.colour], x, y, (side - 1) // 2)
+    return canvas
+
+
+# ----------------------------------------------------------------------------------------------
+# Captions
+
+
+def num_tokens(text: str) -> int:
+    """Word count under `vcaption.text.normalize`, for ASCII text like ours.
+
+    Only used to choose templates that fit the budget; `generate` checks the final captions with
+    the TensorFlow tokenizer itself.
+    """
+    return len("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def _describe(obj: SceneObject, rng: np.random.Generator | None, size: bool = True) -> str:
+    """ "large red circle"; with an rng, sizes and some shapes get synonyms ("big red ball")."""
+    size_word, shape_word = obj.size, obj.shape
+    if rng is not None:
+        size_word = _SIZE_SYNONYMS[obj.size][int(rng.integers(len(_SIZE_SYNONYMS[obj.size])))]
+        if obj.shape in _SHAPE_SYNONYMS and rng.random() < 0.3:
+            shape_word = _SHAPE_SYNONYMS[obj.shape][1]
+    words = ([size_word] if size else []) + [obj.colour, shape_word]
+    return " ".join(words)
+
+
+def _join(items: Sequence[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _listing(objects: Sequence[SceneObject], rng, size: bool = True, position: bool = True) -> str:
+    parts = []
+    for obj in objects:
+        part = _article(_describe(obj, rng, size))
+        parts.append(f"{part} {obj.position}" if position else part)
+    return _join(parts)
+
+
+def _first_fitting(candidates: Sequence[str]) -> str:
+    for caption in candidates:
+        if num_tokens(caption) <= MAX_CAPTION_TOKENS:
+            return caption
+    raise AssertionError(f"no caption fits {MAX_CAPTION_TOKENS} tokens: {candidates}")
+
+
+def _canonical(objects: Sequence[SceneObject], rng) -> str:
+    """The shared core: objects in reading order, with positions while they fit."""
+    return _first_fitting([
+        _listing(objects, rng),
+        _listing(objects, rng, position=False),
+        _listing(objects, rng, size=False, position=False),
+    ])
+
+
+def _relation_caption(a: SceneObject, b: SceneObject, rng) -> str:
+    """A true relation between a and b, where a comes first in reading order."""
+    first, second = _article(_describe(a, rng)), _article(_describe(b, rng))
+    if a.row < b.row:
+        forward, backward = "above", "below"
+    else:  # same row, a is further left
+        forward = ("left of", "to the left of")[int(rng.integers(2))]
+        backward = ("right of", "to the right of")[int(rng.integers(2))]
+    verb = ("is ", "")[int(rng.integers(2))]
+    if rng.random() < 0.5:
+        return f"{first} {verb}{forward} {second}"
+    return f"{second} {verb}{backward} {first}"
+
+
+def _count_caption(objects: Sequence[SceneObject], rng) -> str:
+    n = len(objects)
+    if n == 1:
+        obj = objects[0]
+        template = ("just one {} {}", "a single {} {}", "one shape, {} {}")[int(rng.integers(3))]
+        described = _describe(obj, rng)
+        return template.format(_article(described) if template[0] == "o" else described,
+                               obj.position)
+    count = f"{_NUMBER_WORDS[n]} shapes"
+    prefix = [count, f"there are {count}", f"an image with {count}"][int(rng.integers(3))]
+    return _first_fitting([
+        f"{prefix}: {_listing(objects, rng, position=False)}",
+        f"{count}: {_listing(objects, rng, position=False)}",
+        f"{count}: {_listing(objects, rng, size=False, position=False)}",
+    ])
+
+
+def _largest_two(objects: Sequence[SceneObject]) -> list[SceneObject]:
+    order = sorted(range(len(objects)), key=lambda i: (objects[i].size != "large", i))
+    return [objects[i] for i in sorted(order[:2])]  # back in reading order
+
+
+def scene_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
+    """Five true captions of at most 16 tokens, the canonical one first.
+
+    1. canonical: "a large red circle in the top left and a small blue square in the center"
+       (3-4 objects: "a large red circle, a small blue square and a large green triangle");
+    2. the same with synonyms: "a big red ball in the top left and a tiny blue box ...";
+    3. the same behind a prefix: "there is ...", "a picture of ...", "an image with ...";
+    4. a relation ("a large red circle is above a small blue square"), or with 3-4 objects
+       the two largest objects with their positions;
+    5. a count ("two shapes: a large red circle and a small blue square"), or with 3-4 objects
+       a count or a relation.
+
+    Args:
+        scene: the scene to describe.
+        rng: the random stream for templates and synonyms.
+
+    Example:
+        >>> scene_captions(Scene((SceneObject("circle", "red", "large", 0, 0),)), rng)[0]
+        'a large red circle in the top left'
+    """
+    objects = scene.objects
+    n = len(objects)
+    captions = [_canonical(objects, None), _canonical(objects, rng)]
+    prefixes = ["there is", "a picture of", "an image with", "a photo of"]
+    rng.shuffle(prefixes)
+    prefixed = [f"{p} {_canonical(objects, rng)}" for p in prefixes]
+    prefixed += [f"{p} {_listing(objects, rng, size=False)}" for p in prefixes]
+    prefixed += [f"{p} {_listing(objects, rng, size=False, position=False)}" for p in prefixes]
+    captions.append(_first_fitting(prefixed))
+    if n == 1:
+        obj = objects[0]
+        captions.append(f"the only shape is {_article(_describe(obj, rng))} {obj.position}")
+        captions.append(_count_caption(objects, rng))
+        return captions
+    # Prefer two objects that look different: "a red circle above a red circle" is true but odd.
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    distinct = [(i, j) for i, j in pairs if objects[i].phrase != objects[j].phrase] or pairs
+    i, j = distinct[int(rng.integers(len(distinct)))]
+    relation = _relation_caption(objects[i], objects[j], rng)
+    if n == 2:
+        return captions + [relation, _count_caption(objects, rng)]
+    two = _largest_two(objects)
+    captions.append(_first_fitting([_listing(two, rng), _listing(two, rng, size=False)]))
+    captions.append(relation if rng.random() < 0.5 else _count_caption(objects, rng))
+    return captions
+
+
+# ----------------------------------------------------------------------------------------------
+# Questions
+
+
+def _unique(objects: Sequence[SceneObject], key) -> dict:
+    counts = collections.Counter(key(o) for o in objects)
+    return {key(o): o for o in objects if counts[key(o)] == 1}
+
+
+def _relations(a: SceneObject, b: SceneObject) -> dict[str, bool]:
+    """Which of a's relations to b hold; "left of" compares columns only, "above" rows only."""
+    return {"left of": a.col < b.col, "right of": a.col > b.col,
+            "above": a.row < b.row, "below": a.row > b.row}
+
+
+def _other_questions(scene: Scene, rng) -> list[Question]:
+    objects = scene.objects
+    questions = [Question(f"what color is the {shape}?", obj.colour, "other", "what color is the")
+                 for shape, obj in _unique(objects, lambda o: o.shape).items()]
+    questions += [Question(f"what shape is the {colour} object?", obj.shape, "other",
+                           "what shape is the")
+                  for colour, obj in _unique(objects, lambda o: o.colour).items()]
+    obj = objects[int(rng.integers(len(objects)))]
+    questions.append(Question(f"what color is the shape {obj.position}?", obj.colour, "other",
+                              "what color is the"))
+    named = _unique(objects, lambda o: (o.colour, o.shape))
+    for (colour, shape), anchor in named.items():
+        for relation in ("left of", "right of", "above", "below"):
+            matches = [o for o in objects if o is not anchor and _relations(o, anchor)[relation]]
+            if len(matches) == 1:
+                questions.append(Question(f"what shape is {relation} the {colour} {shape}?",
+                                          matches[0].shape, "other", "what shape is"))
+    return questions
+
+
+def _count_questions(scene: Scene, rng) -> list[Question]:
+    objects = scene.objects
+    questions = [Question("how many shapes are there?", str(len(objects)), "number", "how many")]
+    present = sorted({o.colour for o in objects}, key=list(COLOURS).index)
+    # Mostly colours that occur; sometimes one that does not, so "0" is a possible answer.
+    pool = present if rng.random() < 0.75 else [c for c in COLOURS if c not in present]
+    colour = pool[int(rng.integers(len(pool)))]
+    count = sum(o.colour == colour for o in objects)
+    questions.append(Question(f"how many {colour} shapes are there?", str(count), "number",
+                              "how many"))
+    shape = objects[int(rng.integers(len(objects)))].shape
+    count = sum(o.shape == shape for o in objects)
+    questions.append(Question(f"how many {shape}s are there?", str(count), "number", "how many"))
+    return questions
+
+
+def _yes_no_questions(scene: Scene, rng) -> list[Question]:
+    """Existence and relation questions, each answered "yes" with probability 1/2."""
+    objects = scene.objects
+    present = {(o.colour, o.shape) for o in objects}
+    if rng.random() < 0.5:
+        obj = objects[int(rng.integers(len(objects)))]
+        colour, shape, answer = obj.colour, obj.shape, "yes"
+    else:
+        absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
+        colour, shape = absent[int(rng.integers(len(absent)))]
+        answer = "no"
+    questions = [Question(f"is there {_article(colour)} {shape}?", answer, "yes/no", "is there a")]
+    named = list(_unique(objects, lambda o: (o.colour, o.shape)).values())
+    if len(named) >= 2:
+        i, j = (int(k) for k in rng.choice(len(named), size=2, replace=False))
+        holds = _relations(named[i], named[j])
+        want = rng.random() < 0.5
+        options = [r for r, h in holds.items() if h == want] or list(holds)
+        relation = options[int(rng.integers(len(options)))]
+        a, b = named[i], named[j]
+        questions.append(Question(
+            f"is the {a.colour} {a.shape} {relation} the {b.colour} {b.shape}?",
+            "yes" if holds[relation] else "no", "yes/no", "is the"))
+    return questions
+
+
+def scene_questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
+    """Three to five questions with at least one of each answer type ("other", "number", "yes/no").
+
+    Colour questions name a shape only when it is unique in the scene (and shape questions a
+    colour), so every question has exactly one correct answer.
+
+    Args:
+        scene: the scene asked about.
+        rng: the random stream.
+
+    Example:
+        >>> [q.question for q in scene_questions(scene, rng)]
+        ['what color is the circle?', 'how many shapes are there?', 'is there a blue square?']
+    """
+    groups = [_other_questions(scene, rng), _count_questions(scene, rng),
+              _yes_no_questions(scene, rng)]
+    chosen = []
+    for group in groups:
+        chosen.append(group.pop(int(rng.integers(len(group)))))
+    rest = [q for group in groups for q in group]
+    extra = int(rng.integers(0, 3))
+    for k in rng.permutation(len(rest))[:extra]:
+        chosen.append(rest[int(k)])
+    return [chosen[int(k)] for k in rng.permutation(len(chosen))]
+
+
+def _answer_variant(question: Question, rng) -> str:
+    """A different string that the official VQA answer normaliser maps to the same answer."""
+    answer = question.answer
+    if question.answer_type == "number":
+        variants = [_NUMBER_WORDS[int(answer)], f"{answer} "]
+    elif question.answer_type == "yes/no":
+        variants = [answer.capitalize(), f"{answer}."]
+    elif answer in SHAPES:
+        variants = [f"a {answer}", f"the {answer}", answer.capitalize()]
+    else:
+        variants = [answer.capitalize(), f"{answer}."]
+    return variants[int(rng.integers(len(variants)))]
+
+
+def _wrong_answer(question: Question, rng) -> str:
+    answer = question.answer
+    if question.answer_type == "yes/no":
+        return "no" if answer == "yes" else "yes"
+    if question.answer_type == "number":
+        options = [str(v) for v in (int(answer) - 1, int(answer) + 1) if v >= 0]
+    elif answer in SHAPES:
+        options = [s for s in SHAPES if s != answer]
+    else:
+        options = [c for c in COLOURS if c != answer]
+    return options[int(rng.integers(len(options)))]
+
+
+def human_answers(question: Question, rng: np.random.Generator) -> list[dict]:
+    """Ten simulated VQA answers: ~90% correct, the rest normaliser variants or plausible mistakes.
+
+    Args:
+        question: the question with its correct answer.
+        rng: the random stream.
+
+    Returns:
+        VQA v2 answer dicts {"answer", "answer_confidence", "answer_id"} with ids 1..10.
+    """
+    answers = []
+    for answer_id in range(1, ANSWERS_PER_QUESTION + 1):
+        u = rng.random()
+        if u < 0.9:
+            answer, confidence = question.answer, "yes"
+        elif u < 0.95:
+            answer, confidence = _answer_variant(question, rng), "yes"
+        else:
+            answer, confidence = _wrong_answer(question, rng), "maybe"
+        answers.append({"answer": answer, "answer_confidence": confidence, "answer_id": answer_id})
+    return answers
+
+
+def most_common_answer(answers: Sequence[dict]) -> str:
+    """VQA's `multiple_choice_answer`: the most frequent answer, the earliest one on ties."""
+    counts = collections.Counter(a["answer"] for a in answers)
+    return max(counts, key=lambda a: (counts[a], -[x["answer"] for x in answers].index(a)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Videos
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoObject:
+    """An object of a video at one instant, in fractions of the frame side.
+
+    Args:
+        shape: one of `SHAPES`.
+        colour: one of the keys of `COLOURS`.
+        x: horizontal centre in [0, 1].
+        y: vertical centre in [0, 1].
+        size: side in [0, 1].
+    """
+
+    shape: str
+    colour: str
+    x: float
+    y: float
+    size: float
+
+    def box(self, video_size: int) -> tuple[int, int, int, int]:
+        """[x, y, width, height] in pixels of a `video_size` frame."""
+        r = _odd_extent(self.size, video_size)
+        return (int(round(self.x * video_size)) - r, int(round(self.y * video_size)) - r,
+                2 * r + 1, 2 * r + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """A shapes-world video: one object interpolated from `start` to `end`, and a static distractor.
+
+    Args:
+        activity: one of `ACTIVITIES`.
+        start: the moving object at the first frame.
+        end: the moving object at the last frame (same shape and colour).
+        distractor: an object that stays still, in a place the moving object never covers; or None.
+
+    Example:
+        >>> video = sample_video(np.random.default_rng(0))
+        >>> frames = render_video(video, video_size=64, num_frames=20)  # uint8 [20, 64, 64, 3]
+    """
+
+    activity: str
+    start: VideoObject
+    end: VideoObject
+    distractor: VideoObject | None = None
+
+    def at(self, t: float) -> VideoObject:
+        """The moving object at time t in [0, 1]."""
+        lerp = lambda a, b: a + (b - a) * t  # noqa: E731
+        return dataclasses.replace(self.start, x=lerp(self.start.x, self.end.x),
+                                   y=lerp(self.start.y, self.end.y),
+                                   size=lerp(self.start.size, self.end.size))
+
+
+def sample_video(rng: np.random.Generator) -> Video:
+    """Draws an activity, a moving object and (half the time) a static distractor.
+
+    Movers travel 0.6 of the frame side; growing/shrinking objects change size 3.3x. Movers keep
+    to one half of the frame (a "lane") and the distractor sits in the other half; growing
+    objects stay in the middle and the distractor in a corner; so the two never overlap.
+
+    Args:
+        rng: the random stream.
+
+    Example:
+        >>> sample_video(np.random.default_rng(0)).activity
+        'growing'
+    """
+    activity = ACTIVITIES[int(rng.integers(len(ACTIVITIES)))]
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    colours = list(COLOURS)
+    colour = colours.pop(int(rng.integers(len(colours))))
+    jitter = lambda: round(float(rng.uniform(-0.04, 0.04)), 3)  # noqa: E731
+    lane = int(rng.integers(2))
+    lane_centre, other_lane = (0.28, 0.72) if lane == 0 else (0.72, 0.28)
+    travel = {"moving left": (0.8, 0.2), "moving right": (0.2, 0.8),
+              "moving up": (0.8, 0.2), "moving down": (0.2, 0.8)}
+    if activity in ("moving left", "moving right"):
+        y = lane_centre + jitter()
+        (x0, x1), (y0, y1), (s0, s1) = travel[activity], (y, y), (0.22, 0.22)
+        spot = (round(float(rng.uniform(0.2, 0.8)), 3), other_lane + jitter())
+    elif activity in ("moving up", "moving down"):
+        x = lane_centre + jitter()
+        (x0, x1), (y0, y1), (s0, s1) = (x, x), travel[activity], (0.22, 0.22)
+        spot = (other_lane + jitter(), round(float(rng.uniform(0.2, 0.8)), 3))
+    else:
+        x, y = 0.5 + jitter(), 0.5 + jitter()
+        (x0, x1), (y0, y1) = (x, x), (y, y)
+        s0, s1 = (0.15, 0.5) if activity == "growing" else (0.5, 0.15)
+        corner = int(rng.integers(4))
+        spot = (0.12 if corner % 2 == 0 else 0.88, 0.12 if corner < 2 else 0.88)
+    distractor = None
+    if rng.random() < 0.5:
+        distractor = VideoObject(SHAPES[int(rng.integers(len(SHAPES)))],
+                                 colours[int(rng.integers(len(colours)))], spot[0], spot[1],
+                                 0.18 if activity.startswith("moving") else 0.14)
+    return Video(activity, VideoObject(shape, colour, x0, y0, s0),
+                 VideoObject(shape, colour, x1, y1, s1), distractor)
+
+
+def video_boxes(video: Video, num_frames: int, video_size: int) -> list[tuple[int, int, int, int]]:
+    """The moving object's box [x, y, w, h] in each frame."""
+    return [video.at(t / (num_frames - 1)).box(video_size) for t in range(num_frames)]
+
+
+def render_video(video: Video, video_size: int = 64, num_frames: int = 20) -> np.ndarray:
+    """Draws every frame: uint8 [num_frames, video_size, video_size, 3] RGB.
+
+    Args:
+        video: the video to draw.
+        video_size: the side of the square frames in pixels.
+        num_frames: how many frames; at least `MIN_FRAMES`.
+
+    Example:
+        >>> render_video(sample_video(np.random.default_rng(0)), 32, 16).shape
+        (16, 32, 32, 3)
+    """
+    if num_frames < MIN_FRAMES:
+        raise ValueError(f"num_frames must be >= {MIN_FRAMES}, got {num_frames}")
+    frames = np.empty((num_frames, video_size, video_size, 3), np.uint8)
+    for t, box in enumerate(video_boxes(video, num_frames, video_size)):
+        frame = blank_canvas(video_size)
+        if video.distractor is not None:
+            x, y, side, _ = video.distractor.box(video_size)
+            draw_shape(frame, video.distractor.shape, COLOURS[video.distractor.colour], x, y,
+                       (side - 1) // 2)
+        draw_shape(frame, video.start.shape, COLOURS[video.start.colour], box[0], box[1],
+                   (box[2] - 1) // 2)
+        frames[t] = frame
+    return frames
+
+
+_VIDEO_TEMPLATES = {
+    "moving left": ("{a} moves to the left", "{a} is moving left", "{the} slides from right to left",
+                    "{a} moving to the left", "{a} travels from the right side to the left side",
+                    "{the} goes left across the screen"),
+    "moving right": ("{a} moves to the right", "{a} is moving right",
+                     "{the} slides from left to right", "{a} moving to the right",
+                     "{a} travels from the left side to the right side",
+                     "{the} goes right across the screen"),
+    "moving up": ("{a} moves up", "{a} is moving up", "{the} rises from the bottom to the top",
+                  "{a} moving upward", "{a} travels from the bottom to the top",
+                  "{the} goes up the screen"),
+    "moving down": ("{a} moves down", "{a} is moving down", "{the} falls from the top to the bottom",
+                    "{a} moving downward", "{a} travels from the top to the bottom",
+                    "{the} goes down the screen"),
+    "growing": ("{a} grows bigger", "{a} is growing", "{the} gets larger and larger",
+                "{a} growing in size", "a small {o} becomes large", "{the} expands"),
+    "shrinking": ("{a} shrinks", "{a} is shrinking", "{the} gets smaller and smaller",
+                  "{a} shrinking in size", "a large {o} becomes small", "{the} contracts"),
+}
+_VIDEO_VERBS = {"moving left": "moves left", "moving right": "moves right", "moving up": "moves up",
+                "moving down": "moves down", "growing": "grows", "shrinking": "shrinks"}
+
+
+def video_captions(video: Video, rng: np.random.Generator) -> list[str]:
+    """Five true descriptions of at most 16 tokens, the canonical one first.
+
+    Args:
+        video: the video to describe.
+        rng: the random stream.
+
+    Example:
+        >>> video_captions(video, rng)
+        ['a red circle moves to the left', 'the red ball slides from right to left', ...]
+    """
+    obj = video.start
+
+    def fill(template: str, synonyms: bool) -> str:
+        shape = obj.shape
+        if synonyms and shape in _SHAPE_SYNONYMS and rng.random() < 0.25:
+            shape = _SHAPE_SYNONYMS[shape][1]
+        o = f"{obj.colour} {shape}"
+        return template.format(a=_article(o), the=f"the {o}", o=o)
+
+    templates = _VIDEO_TEMPLATES[video.activity]
+    captions = [fill(templates[0], synonyms=False)]
+    for k in rng.permutation(len(templates) - 1)[:CAPTIONS_PER_ITEM - 1]:
+        captions.append(fill(templates[int(k) + 1], synonyms=True))
+    if video.distractor is not None:
+        d = video.distractor
+        captions[-1] = (f"{fill('{a}', synonyms=True)} {_VIDEO_VERBS[video.activity]} while "
+                        f"{_article(d.colour + ' ' + d.shape)} stays still")
+    return captions
+
+
+def write_video(frames: np.ndarray, path: str, fps: int = FPS) -> None:
+    """Writes RGB frames as Motion-JPEG AVI and checks that OpenCV reads back every frame."""
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    if not writer.isOpened():
+        raise IOError(f"OpenCV cannot write MJPG video {path}")
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))  # OpenCV wants BGR
+    writer.release()
+    read = count_video_frames(path)
+    if read != len(frames):
+        raise IOError(f"{path}: wrote {len(frames)} frames but OpenCV reads back {read}")
+
+
+def count_video_frames(path: str) -> int:
+    """How many frames OpenCV can actually decode from `path` (not the header's claim)."""
+    capture = cv2.VideoCapture(path)
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
+
+
+def read_video(path: str) -> np.ndarray:
+    """Decodes a video file into uint8 [frames, height, width, 3] RGB."""
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[..., ::-1])
+    capture.release()
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing the public formats
+
+
+def assign_splits(count: int, seed: int, stream: int) -> list[str]:
+    """80/10/10 train/val/test for items 0..count-1, shuffled by the seed.
+
+    Val and test get at least one item each once there are three items.
+    """
+    held_out = max(1, int(round(0.1 * count))) if count >= 3 else 0
+    order = np.random.default_rng([seed, _SPLIT_STREAM, stream]).permutation(count)
+    splits = ["train"] * count
+    for rank, index in enumerate(order[:2 * held_out]):
+        splits[int(index)] = "val" if rank < held_out else "test"
+    return splits
+
+
+def _write_json(path: str, obj) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, separators=(",", ":"))
+    return path
+
+
+def _write_lines(path: str, lines: Sequence[str]) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return path
+
+
+def _info(seed: int, what: str) -> dict:
+    return {"description": f"vcaption shapes world: {what}", "version": "1.0", "year": 2024,
+            "contributor": "vcaption (generated)", "url": "", "date_created": _INFO_DATE,
+            "seed": seed}
+
+
+_LICENSES = [{"id": 1, "name": "Generated data, public domain", "url": ""}]
+
+
+def _file_name(image_id: int) -> str:
+    return f"{image_id:012d}.jpg"
+
+
+@dataclasses.dataclass
+class _ImageRecord:
+    id: int
+    split: str
+    scene: Scene
+    captions: list[str]
+    questions: list[tuple[Question, list[dict]]]
+
+
+def _make_images(out_dir: str, num_images: int, seed: int, image_size: int) -> list[_ImageRecord]:
+    splits = assign_splits(num_images, seed, _IMAGE_STREAM)
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
+    records = []
+    for index in range(num_images):
+        rng = np.random.default_rng([seed, _IMAGE_STREAM, index])
+        scene = sample_scene(rng)
+        image_id = index + 1
+        ok, jpeg = cv2.imencode(".jpg", render_scene(scene, image_size)[..., ::-1],
+                                [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise IOError(f"JPEG encoding failed for image {image_id}")
+        with open(os.path.join(out_dir, "images", _file_name(image_id)), "wb") as f:
+            f.write(jpeg.tobytes())
+        captions = scene_captions(scene, rng)
+        questions = [(q, human_answers(q, rng)) for q in scene_questions(scene, rng)]
+        records.append(_ImageRecord(image_id, splits[index], scene, captions, questions))
+    return records
+
+
+def _tokenize_all(captions: list[str]) -> list[list[str]]:
+    """Tokenizes with the TF text path (imported late: TF is slow to import)."""
+    import tensorflow as tf
+
+    from vcaption import text
+
+    if not captions:
+        return []
+    tokens = [[t.decode("utf-8") for t in row]
+              for row in text.tokenize(tf.constant(captions, tf.string)).to_list()]
+    too_long = [c for c, t in zip(captions, tokens) if len(t) > MAX_CAPTION_TOKENS]
+    if too_long:
+        raise AssertionError(f"captions over {MAX_CAPTION_TOKENS} tokens: {too_long[:3]}")
+    return tokens
+
+
+def _write_karpathy(out_dir, records, tokens) -> str:
+    images, sentid = [], 0
+    for imgid, record in enumerate(records):
+        sentences = []
+        for caption in record.captions:
+            sentences.append({"tokens": tokens[sentid], "raw": caption, "imgid": imgid,
+                              "sentid": sentid})
+            sentid += 1
+        images.append({"filepath": "images", "sentids": [s["sentid"] for s in sentences],
+                       "filename": _file_name(record.id), "imgid": imgid, "split": record.split,
+                       "sentences": sentences, "cocoid": record.id})
+    return _write_json(os.path.join(out_dir, "dataset_shapes.json"),
+                       {"images": images, "dataset": "shapes"})
+
+
+def _coco_image(record: _ImageRecord, image_size: int) -> dict:
+    return {"license": 1, "file_name": _file_name(record.id), "coco_url": "",
+            "height": image_size, "width": image_size, "date_captured": _INFO_DATE,
+            "flickr_url": "", "id": record.id}
+
+
+def _write_coco(out_dir, records, image_size, seed) -> tuple[dict, dict]:
+    captions_paths, instances_paths = {}, {}
+    categories = [{"supercategory": "shape", "id": i + 1, "name": s} for i, s in enumerate(SHAPES)]
+    for split in SPLITS:
+        chosen = [r for r in records if r.split == split]
+        images = [_coco_image(r, image_size) for r in chosen]
+        captions = [{"image_id": r.id, "id": r.id * 10 + k, "caption": c}
+                    for r in chosen for k, c in enumerate(r.captions)]
+        instances = []
+        for r in chosen:
+            for k, obj in enumerate(r.scene.objects):
+                x, y, w, h = object_box(obj, image_size)
+                instances.append({"segmentation": [], "area": w * h, "iscrowd": 0,
+                                  "image_id": r.id, "bbox": [x, y, w, h],
+                                  "category_id": SHAPES.index(obj.shape) + 1, "id": r.id * 10 + k})
+        base = os.path.join(out_dir, "annotations")
+        captions_paths[split] = _write_json(
+            os.path.join(base, f"captions_shapes_{split}.json"),
+            {"info": _info(seed, "captions"), "licenses": _LICENSES, "images": images,
+             "annotations": captions})
+        instances_paths[split] = _write_json(
+            os.path.join(base, f"instances_shapes_{split}.json"),
+            {"info": _info(seed, "instances"), "licenses": _LICENSES, "images": images,
+             "annotations": instances, "categories": categories})
+    return captions_paths, instances_paths
+
+
+def _write_flickr8k(out_dir, records) -> dict:
+    base = os.path.join(out_dir, "flickr8k")
+    paths = {"tokens": _write_lines(
+        os.path.join(base, "Flickr8k.token.txt"),
+        [f"{_file_name(r.id)}#{k}\t{c}" for r in records for k, c in enumerate(r.captions)])}
+    for split, name in (("train", "train"), ("val", "dev"), ("test", "test")):
+        paths[split] = _write_lines(os.path.join(base, f"Flickr_8k.{name}Images.txt"),
+                                    [_file_name(r.id) for r in records if r.split == split])
+    return paths
+
+
+def _write_visual_genome(out_dir, records, image_size) -> dict:
+    base = os.path.join(out_dir, "visual_genome")
+    regions = []
+    for r in records:
+        boxes = [object_box(o, image_size) for o in r.scene.objects]
+        regions.append({"regions": [
+            {"region_id": r.id * 10 + k, "width": w, "height": h, "image_id": r.id,
+             "phrase": o.phrase, "y": y, "x": x}
+            for k, (o, (x, y, w, h)) in enumerate(zip(r.scene.objects, boxes))], "id": r.id})
+    image_data = [{"width": image_size, "url": f"images/{_file_name(r.id)}", "height": image_size,
+                   "image_id": r.id, "coco_id": r.id, "flickr_id": None} for r in records]
+    splits = {s: [r.id for r in records if r.split == s] for s in SPLITS}
+    return {"regions": _write_json(os.path.join(base, "region_descriptions.json"), regions),
+            "image_data": _write_json(os.path.join(base, "image_data.json"), image_data),
+            "splits": _write_json(os.path.join(base, "densecap_splits.json"), splits)}
+
+
+def _write_vqa(out_dir, records, seed) -> tuple[dict, dict]:
+    base = os.path.join(out_dir, "vqa")
+    questions_paths, annotations_paths = {}, {}
+    for split in SPLITS:
+        questions, annotations = [], []
+        for r in (r for r in records if r.split == split):
+            for k, (q, answers) in enumerate(r.questions):
+                question_id = r.id * 10 + k
+                questions.append({"image_id": r.id, "question": q.question,
+                                  "question_id": question_id})
+                annotations.append({
+                    "question_type": q.question_type,
+                    "multiple_choice_answer": most_common_answer(answers),
+                    "answers": answers, "image_id": r.id, "answer_type": q.answer_type,
+                    "question_id": question_id})
+        common = {"info": _info(seed, "VQA"), "license": _LICENSES[0], "data_type": "shapes",
+                  "data_subtype": split}
+        questions_paths[split] = _write_json(
+            os.path.join(base, f"v2_OpenEnded_shapes_{split}_questions.json"),
+            {**common, "task_type": "Open-Ended", "questions": questions})
+        annotations_paths[split] = _write_json(
+            os.path.join(base, f"v2_shapes_{split}_annotations.json"),
+            {**common, "annotations": annotations})
+    return questions_paths, annotations_paths
+
+
+def _write_videos(out_dir, num_videos, seed, video_size, num_frames) -> tuple[dict, list[dict]]:
+    base = os.path.join(out_dir, "msrvtt")
+    os.makedirs(os.path.join(base, "videos"), exist_ok=True)
+    splits = assign_splits(num_videos, seed, _VIDEO_STREAM)
+    videos, sentences, truth = [], [], []
+    for n in range(num_videos):
+        rng = np.random.default_rng([seed, _VIDEO_STREAM, n])
+        video = sample_video(rng)
+        video_id = f"video{n}"
+        write_video(render_video(video, video_size, num_frames),
+                    os.path.join(base, "videos", f"{video_id}.avi"))
+        videos.append({"category": ACTIVITIES.index(video.activity), "url": "",
+                       "video_id": video_id, "start time": 0.0, "end time": num_frames / FPS,
+                       "split": MSRVTT_SPLITS[splits[n]], "id": n})
+        captions = video_captions(video, rng)
+        for caption in captions:
+            sentences.append({"caption": caption, "video_id": video_id, "sen_id": len(sentences)})
+        truth.append({"id": n, "video_id": video_id, "split": splits[n],
+                      "activity": video.activity, "category": ACTIVITIES.index(video.activity),
+                      "object": {"shape": video.start.shape, "colour": video.start.colour},
+                      "boxes": [list(b) for b in video_boxes(video, num_frames, video_size)],
+                      "distractor": None if video.distractor is None else {
+                          "shape": video.distractor.shape, "colour": video.distractor.colour,
+                          "box": list(video.distractor.box(video_size))},
+                      "frames": num_frames, "fps": FPS,
+                      "captions": captions})
+    info = {"contributor": "vcaption (generated)", "data_created": _INFO_DATE,
+            "version": "1.0", "description": "vcaption shapes world: videos", "year": "2024",
+            "seed": seed}
+    paths = {
+        "info": _write_json(os.path.join(base, "videodatainfo.json"),
+                            {"info": info, "videos": videos, "sentences": sentences}),
+        "categories": _write_lines(os.path.join(base, "category.txt"),
+                                   [f"{a}\t{i}" for i, a in enumerate(ACTIVITIES)]),
+        "videos": os.path.join(base, "videos"),
+    }
+    return paths, truth
+
+
+def _scene_truth(records, image_size) -> list[dict]:
+    truth = []
+    for r in records:
+        objects = []
+        for o in r.scene.objects:
+            objects.append({"shape": o.shape, "colour": o.colour, "size": o.size, "row": o.row,
+                            "col": o.col, "cell": o.cell, "box": list(object_box(o, image_size)),
+                            "phrase": o.phrase})
+        truth.append({"id": r.id, "file_name": _file_name(r.id), "split": r.split,
+                      "objects": objects})
+    return truth
+
+
+def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: int = 0,
+             image_size: int = 128, video_size: int = 64, num_frames: int = 20) -> dict:
+    """Generates the shapes world into `out_dir` in every supported public format.
+
+    Args:
+        out_dir: the output directory (created if needed; files are overwritten).
+        num_images: how many images; ids are 1..num_images.
+        num_videos: how many videos; ids are video0..video{num_videos-1}.
+        seed: the seed; the same seed gives byte-identical files.
+        image_size: the side of the square images in pixels (at least 24).
+        video_size: the side of the square video frames in pixels (at least 24).
+        num_frames: frames per video, at least 16.
+
+    Returns:
+        The paths written: {"images", "karpathy", "coco_captions": {split: path},
+        "coco_instances": {split: path}, "flickr8k": {"tokens", "train", "val", "test"},
+        "visual_genome": {"regions", "image_data", "splits"}, "vqa_questions": {split: path},
+        "vqa_annotations": {split: path}, "msrvtt": {"info", "categories", "videos"},
+        "scenes"}.
+
+    Example:
+        >>> paths = generate("/tmp/shapes", num_images=30, num_videos=6, num_frames=16)
+        >>> paths["karpathy"]
+        '/tmp/shapes/dataset_shapes.json'
+    """
+    if num_frames < MIN_FRAMES:
+        raise ValueError(f"num_frames must be >= {MIN_FRAMES}, got {num_frames}")
+    if image_size < 24 or video_size < 24:
+        raise ValueError(f"image_size and video_size must be >= 24, got {image_size}, {video_size}")
+    os.makedirs(out_dir, exist_ok=True)
+    records = _make_images(out_dir, num_images, seed, image_size)
+    tokens = _tokenize_all([c for r in records for c in r.captions])
+    paths = {"images": os.path.join(out_dir, "images"),
+             "karpathy": _write_karpathy(out_dir, records, tokens)}
+    paths["coco_captions"], paths["coco_instances"] = _write_coco(out_dir, records, image_size, seed)
+    paths["flickr8k"] = _write_flickr8k(out_dir, records)
+    paths["visual_genome"] = _write_visual_genome(out_dir, records, image_size)
+    paths["vqa_questions"], paths["vqa_annotations"] = _write_vqa(out_dir, records, seed)
+    paths["msrvtt"], video_truth = _write_videos(out_dir, num_videos, seed, video_size, num_frames)
+    _tokenize_all([c for v in video_truth for c in v["captions"]])
+    paths["scenes"] = _write_json(os.path.join(out_dir, "scenes.json"), {
+        "seed": seed, "image_size": image_size, "video_size": video_size,
+        "num_frames": num_frames, "fps": FPS,
+        "images": _scene_truth(records, image_size), "videos": video_truth})
+    return paths
+
+
+def _summary(paths: dict) -> str:
+    with open(paths["visual_genome"]["splits"], encoding="utf-8") as f:
+        image_splits = {s: len(ids) for s, ids in json.load(f).items()}
+    with open(paths["msrvtt"]["info"], encoding="utf-8") as f:
+        video_splits = collections.Counter(v["split"] for v in json.load(f)["videos"])
+    lines = [f"images: {sum(image_splits.values())} "
+             + " ".join(f"{s}={n}" for s, n in image_splits.items()) + f"  -> {paths['images']}",
+             f"videos: {sum(video_splits.values())} "
+             + " ".join(f"{s}={video_splits[s]}" for s in MSRVTT_SPLITS.values())
+             + f"  -> {paths['msrvtt']['videos']}",
+             f"karpathy: {paths['karpathy']}",
+             f"coco: {os.path.dirname(paths['coco_captions']['train'])}",
+             f"flickr8k: {os.path.dirname(paths['flickr8k']['tokens'])}",
+             f"visual_genome: {os.path.dirname(paths['visual_genome']['regions'])}",
+             f"vqa: {os.path.dirname(paths['vqa_questions']['train'])}",
+             f"msrvtt: {paths['msrvtt']['info']}",
+             f"ground truth: {paths['scenes']}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m vcaption.datasets.shapes",
+        description="Generate the shapes world in public dataset formats.")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--images", type=int, default=2000, help="number of images")
+    parser.add_argument("--videos", type=int, default=200, help="number of videos")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--video-size", type=int, default=64, help="video frame side in pixels")
+    parser.add_argument("--frames", type=int, default=20, help=f"frames per video (>= {MIN_FRAMES})")
+    args = parser.parse_args(argv)
+    if args.frames < MIN_FRAMES:
+        parser.error(f"--frames must be >= {MIN_FRAMES}")
+    paths = generate(args.out, args.images, args.videos, args.seed, args.image_size,
+                     args.video_size, args.frames)
+    print(_summary(paths))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Per-example ingest logic behind `beam_jobs.preprocess`: canonical example -> TFRecord.
+
+Two stages, each a plain function or class so that the Beam job only wires them together
+(DESIGN rule 6) and tests can call them without a pipeline:
+
+1. `prepare_text`: tokenizes every caption / region phrase / question with `vcaption.text` and
+   dead-letters the ones that normalize to nothing. Its output feeds the vocabulary count.
+2. `RecordEncoder`: loads and resizes the image (or video frames) with `vcaption.images`, looks up
+   token ids with the vocabulary, and serializes a record with `vcaption.records`. Any failure
+   becomes a `DeadLetter` with the reason; nothing raises out of it for a bad record.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from vcaption import images, records, text
+from vcaption.datasets import base
+from vcaption.datasets.base import CaptionedImage, DeadLetter, Region, VideoExample, VQAExample
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestConfig:
+    """How records are written.
+
+    Args:
+        image_size: side of the square JPEG stored for each image / video frame.
+        max_length: captions are truncated to this many words (LRCN/Karpathy use T <= 16).
+        max_pixels: images whose header claims more pixels are dead-lettered (decompression bombs).
+        jpeg_quality: quality of the stored JPEGs.
+        max_frames: at most this many frames are kept per video (after the stride).
+        frame_stride: keep every `frame_stride`-th frame.
+    """
+
+    image_size: int = 256
+    max_length: int = 16
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
+    max_frames: int = 32
+    frame_stride: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """An example whose texts passed normalization, with their tokens.
+
+    `captions`/`regions` keep only the valid entries, aligned with `caption_tokens`/`region_tokens`.
+    """
+
+    example: base.Example
+    captions: tuple[str, ...] = ()
+    caption_tokens: tuple[tuple[str, ...], ...] = ()
+    regions: tuple[Region, ...] = ()
+    region_tokens: tuple[tuple[str, ...], ...] = ()
+    question_tokens: tuple[str, ...] = ()
+
+    @property
+    def split(self) -> str:
+        return self.example.split
+
+    @property
+    def id(self) -> str:
+        return getattr(self.example, "question_id", None) or self.example.id
+
+
+def _tokens(texts: Sequence[str]) -> list[tuple[str, ...]]:
+    if not texts:
+        return []
+    return [tuple(row) for row in text.count_tokens(texts)]
+
+
+def _keep_nonempty(example_id: str, unit: str, items: Sequence, texts: Sequence[str], source: str):
+    """(kept items, their tokens, dead letters) for texts that normalize to at least one word."""
+    kept, kept_tokens, dead = [], [], []
+    for index, (item, tokens) in enumerate(zip(items, _tokens(texts))):
+        if tokens:
+            kept.append(item)
+            kept_tokens.append(tokens)
+        else:
+            dead.append(DeadLetter(
+                id=f"{example_id}#{index}", unit=unit, reason=base.CAPTION_EMPTY, source=source,
+                detail=f"{unit} {index} of {example_id!r} has no words after normalization: "
+                       f"{texts[index]!r}"))
+    return tuple(kept), tuple(kept_tokens), dead
+
+
+def prepare_text(example: base.Example) -> Iterator[Prepared | DeadLetter]:
+    """Tokenizes the texts of one example; yields dead letters for empty ones, then the example
+    (or its own dead letter if nothing describes it any more)."""
+    source = example.source
+    if isinstance(example, VQAExample):
+        tokens = _tokens([example.question])[0]
+        if not tokens:
+            yield DeadLetter(example.question_id, "question", base.CAPTION_EMPTY, source=source,
+                             detail=f"question {example.question_id!r} has no words after "
+                                    f"normalization: {example.question!r}")
+            return
+        yield Prepared(example, question_tokens=tokens)
+        return
+    captions, caption_tokens, dead = _keep_nonempty(
+        example.id, "caption", example.captions, example.captions, source)
+    regions, region_tokens = (), ()
+    if isinstance(example, CaptionedImage) and example.regions:
+        regions, region_tokens, region_dead = _keep_nonempty(
+            example.id, "region", example.regions, [r.phrase or r.category for r in example.regions],
+            source)
+        dead += region_dead
+    yield from dead
+    if not captions and not regions:
+        unit = "video" if isinstance(example, VideoExample) else "image"
+        yield DeadLetter(example.id, unit, base.NO_VALID_CAPTIONS, source=source,
+                         detail=f"{unit} {example.id!r}: none of its captions has words left")
+        return
+    yield Prepared(example, captions, caption_tokens, regions, region_tokens)
+
+
+def vocabulary_words(prepared: Prepared) -> Iterator[str]:
+    """The words of one example that count towards the (train-split) vocabulary."""
+    for tokens in prepared.caption_tokens + prepared.region_tokens:
+        yield from tokens
+    yield from prepared.question_tokens
+
+
+def normalize_answer(answer: str) -> str:
+    """Light answer normalization used to build the answer vocabulary: case, spaces, final period."""
+    return " ".join(answer.lower().strip().rstrip(".").split())
+
+
+def vqa_soft_scores(answers: Sequence[str]) -> dict[str, float]:
+    """VQA accuracy of each distinct human answer, as the official metric defines it.
+
+    acc(a) = mean over the 10 leave-one-out subsets of min(#humans in the subset who said a / 3, 1)
+    (Antol et al. §4); with c humans saying a out of n, that is
+    (c * min((c - 1) / 3, 1) + (n - c) * min(c / 3, 1)) / n.
+    """
+    counts = collections.Counter(normalize_answer(a) for a in answers)
+    n = len(answers)
+    return {a: (c * min((c - 1) / 3, 1.0) + (n - c) * min(c / 3, 1.0)) / n for a, c in counts.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """A serialized record, its split, and the counts it contributes to stats.json."""
+
+    split: str
+    serialized: bytes
+    counts: tuple[tuple[str, int], ...]
+
+
+def _normalized_box(box, source_size) -> list[float]:
+    """(x, y, w, h) in source pixels -> (ymin, xmin, ymax, xmax) in [0, 1]."""
+    height, width = source_size
+    x, y, w, h = box
+    return [float(np.clip(v, 0.0, 1.0)) for v in (y / height, x / width, (y + h) / height, (x + w) / width)]
+
+
+_BOILERPLATE = re.compile(r"^(Graph execution error|Detected at node|Stack trace|\s*File \")")
+
+
+def _error_message(error: Exception) -> str:
+    """A one-line summary of an error, without TF's graph-execution boilerplate."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]", "", message)
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not _BOILERPLATE.match(line)]
+    return " | ".join(lines[:4])[:400] if lines else type(error).__name__
+
+
+def _image_failure(example_id: str, path: str, error: Exception, source: str) -> DeadLetter:
+    if isinstance(error, (tf.errors.NotFoundError, FileNotFoundError, IsADirectoryError)):
+        reason, what = base.IMAGE_MISSING, "cannot be read"
+    elif "too large" in str(error):
+        reason, what = base.IMAGE_TOO_LARGE, "is too large"
+    else:
+        reason, what = base.IMAGE_UNDECODABLE, "cannot be decoded"
+    return DeadLetter(example_id, "image", reason, source=source,
+                      detail=f"image {path!r} of {example_id!r} {what}: {_error_message(error)}")
+
+
+class RecordEncoder:
+    """Turns `Prepared` examples into serialized records (or dead letters).
+
+    Holds traced TensorFlow functions, so build one per worker (Beam `DoFn.setup`) and reuse it.
+
+    Args:
+        config: an `IngestConfig`.
+        vocabulary: the word tokens in id order (reserved tokens first).
+        answers: the answer vocabulary in id order (VQA only).
+        labels: the activity labels in id order (video only).
+    """
+
+    def __init__(self, config: IngestConfig, vocabulary: Sequence[str],
+                 answers: Sequence[str] = (), labels: Sequence[str] = ()):
+        self.config = config
+        self.vocab = text.Vocabulary(tokens=vocabulary)
+        self.answer_ids = {a: i for i, a in enumerate(answers)}
+        self.label_ids = {label: i for i, label in enumerate(labels)}
+        self._preprocess = images.make_image_preprocessor(config.image_size, config.max_pixels)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def frame_to_jpeg(frame):
+            return images.encode_jpeg(images.resize_image(frame, config.image_size), config.jpeg_quality)
+
+        self._frame_to_jpeg = frame_to_jpeg
+
+    def _caption_ids(self, captions: Sequence[str]) -> list[list[int]]:
+        if not captions:
+            return []
+        return self.vocab.encode(tf.constant(list(captions)), self.config.max_length).to_list()
+
+    def _load_image(self, path: str) -> tuple[bytes, tuple[int, int]]:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+        jpeg, size = self._preprocess(tf.constant(data))
+        return jpeg.numpy(), tuple(int(v) for v in size.numpy())
+
+    def _length_counts(self, split: str, tokens: Sequence[Sequence[str]]) -> list[tuple[str, int]]:
+        counts = [(f"captions/{split}", len(tokens))]
+        for row in tokens:
+            if split == "train":
+                counts.append((f"caption_length/{len(row)}", 1))
+            if len(row) > self.config.max_length:
+                counts.append(("truncated_captions", 1))
+        return counts
+
+    def encode(self, prepared: Prepared) -> Encoded | DeadLetter:
+        example = prepared.example
+        if isinstance(example, VideoExample):
+            return self._encode_video(prepared)
+        try:
+            jpeg, source_size = self._load_image(example.image_path)
+        except (tf.errors.OpError, OSError, ValueError) as error:
+            return _image_failure(prepared.id, example.image_path, error, example.source)
+        if isinstance(example, VQAExample):
+            return self._encode_vqa(prepared, jpeg)
+        serialized = records.encode_caption_example(
+            image_id=example.id,
+            captions=prepared.captions,
+            caption_ids=self._caption_ids(prepared.captions),
+            image_jpeg=jpeg,
+            source_size=source_size,
+            region_boxes=[_normalized_box(r.box, source_size) for r in prepared.regions],
+            region_phrases=[r.phrase for r in prepared.regions],
+            region_categories=[r.category for r in prepared.regions],
+            region_phrase_ids=self._caption_ids([r.phrase or r.category for r in prepared.regions]),
+        )
+        counts = [(f"examples/{example.split}", 1), (f"regions/{example.split}", len(prepared.regions))]
+        counts += self._length_counts(example.split, prepared.caption_tokens)
+        return Encoded(example.split, serialized, tuple(counts))
+
+    def _encode_vqa(self, prepared: Prepared, jpeg: bytes) -> Encoded:
+        example = prepared.example
+        scores = vqa_soft_scores(example.answers)
+        in_vocab = {a: s for a, s in scores.items() if a in self.answer_ids}
+        serialized = records.encode_vqa_example(
+            question_id=example.question_id,
+            image_id=example.image_id,
+            question=example.question,
+            question_ids=self.vocab.lookup(tf.constant(list(prepared.question_tokens))).numpy(),
+            answers=example.answers,
+            answer_ids=[self.answer_ids[a] for a in in_vocab],
+            answer_scores=list(in_vocab.values()),
+            image_jpeg=jpeg,
+            answer_type=example.answer_type,
+            question_type=example.question_type,
+            multiple_choice_answer=example.multiple_choice_answer,
+        )
+        counts = [(f"examples/{example.split}", 1)]
+        if example.answers and not in_vocab:
+            # Kept for evaluation (its answers are in the record) but it has no training target.
+            counts.append((f"questions_without_top_answer/{example.split}", 1))
+        return Encoded(example.split, serialized, tuple(counts))
+
+    def _encode_video(self, prepared: Prepared) -> Encoded | DeadLetter:
+        example = prepared.example
+        try:
+            frames = images.read_video_frames(example.video_path, self.config.max_frames,
+                                              self.config.frame_stride)
+            jpegs = [self._frame_to_jpeg(tf.constant(frame)).numpy() for frame in frames]
+        except (tf.errors.OpError, OSError, ValueError) as error:
+            return DeadLetter(example.id, "video", base.VIDEO_UNREADABLE, source=example.source,
+                              detail=f"video {example.video_path!r} of {example.id!r}: "
+                                     f"{_error_message(error)}")
+        serialized = records.encode_video_example(
+            video_id=example.id, frames_jpeg=jpegs, captions=prepared.captions,
+            caption_ids=self._caption_ids(prepared.captions), label=example.label,
+            label_id=self.label_ids.get(example.label, -1))
+        counts = [(f"examples/{example.split}", 1), (f"frames/{example.split}", len(jpegs))]
+        counts += self._length_counts(example.split, prepared.caption_tokens)
+        return Encoded(example.split, serialized, tuple(counts))
