@@ -223,8 +223,10 @@ def _decode_loop(step_fn, initial_state, max_length, choose, start_id, end_id):
         tf.zeros([batch_size], tf.bool),
         tf.nest.map_structure(tf.convert_to_tensor, initial_state),
     )
+    # One iteration at a time: each step needs the previous token anyway, and concurrent iterations
+    # trip a Grappler bug (AddOpsRewrite temporaries colliding across iterations).
     _, _, ids, log_probs, lengths, _, _ = tf.while_loop(
-        cond, body, loop_vars, maximum_iterations=max_length)
+        cond, body, loop_vars, maximum_iterations=max_length, parallel_iterations=1)
     return ids, log_probs, lengths
 
 

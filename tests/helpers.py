@@ -1,0 +1,54 @@
+"""Reusable test helpers (KerasHub style): config round trip and `.keras` save/load.
+
+Import from a test module as `from helpers import run_saving_test` (pytest puts `tests/` on
+`sys.path` because it holds the root conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+
+def _as_numpy(structure):
+    return keras.tree.map_structure(lambda x: keras.ops.convert_to_numpy(x), structure)
+
+
+def assert_all_close(actual, expected, atol=1e-6, rtol=1e-6):
+    """Element-wise closeness of two (nested) structures of tensors."""
+    keras.tree.assert_same_structure(actual, expected)
+    for a, e in zip(keras.tree.flatten(_as_numpy(actual)), keras.tree.flatten(_as_numpy(expected))):
+        np.testing.assert_allclose(a, e, atol=atol, rtol=rtol)
+
+
+def run_serialization_test(instance):
+    """`get_config` -> `from_config` -> `get_config` is the identity, and so is
+    `keras.saving.serialize_keras_object` -> `deserialize_keras_object`.
+
+    Returns the re-created instance.
+    """
+    config = instance.get_config()
+    revived = instance.__class__.from_config(config)
+    assert revived.get_config() == config
+    serialized = keras.saving.serialize_keras_object(instance)
+    revived = keras.saving.deserialize_keras_object(serialized)
+    assert revived.__class__ is instance.__class__
+    assert revived.get_config() == config
+    return revived
+
+
+def run_saving_test(model, inputs, tmp_path, atol=1e-6):
+    """Saves `model` as `.keras`, loads it back, and checks identical config and outputs.
+
+    Returns the loaded model.
+    """
+    expected = model(inputs, training=False)
+    path = os.path.join(str(tmp_path), "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.__class__ is model.__class__
+    assert restored.get_config() == model.get_config()
+    assert_all_close(restored(inputs, training=False), expected, atol=atol, rtol=0)
+    return restored

@@ -1,0 +1,91 @@
+"""Visual encoders: every backbone builds (weights=None) and maps 0..255 images to [B, F]."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from vcaption import encoders
+
+BATCH = 2
+
+
+def _images(size, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (BATCH, size, size, 3)).astype("float32")
+
+
+def _check_vector_encoder(name, size, trainable=True):
+    encoder = encoders.build_encoder(name, size, weights=None, trainable=trainable)
+    features = keras.ops.convert_to_numpy(encoder(_images(size), training=False))
+    assert features.shape == (BATCH, encoders.encoder_output_dim(name))
+    assert np.isfinite(features).all()
+    return encoder
+
+
+def test_features_encoder_is_identity():
+    encoder = encoders.build_encoder("features", feature_dim=6)
+    x = np.random.default_rng(0).normal(size=(BATCH, 6)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(encoder(x)), x)
+    assert encoders.encoder_output_dim("features", 6) == 6
+    with pytest.raises(ValueError):
+        encoders.build_encoder("features")
+
+
+def test_small_cnn_vector_and_spatial():
+    encoder = encoders.build_encoder("small_cnn", 16, feature_dim=12)
+    features = encoder(_images(16))
+    assert tuple(features.shape) == (BATCH, 12)
+    assert encoder.trainable_weights
+    spatial = encoders.build_encoder("small_cnn", 16, feature_dim=12, spatial=True)
+    # Strided stem (/2) and two pooled blocks (/4): an S/8 grid of the last block's 64 channels.
+    assert tuple(spatial(_images(16)).shape) == (BATCH, 2, 2, 64)
+    # Pixels go in as 0..255: the network rescales them itself.
+    assert encoder.get_layer("rescale").scale == pytest.approx(1 / 255)
+
+
+def test_small_cnn_defaults_to_64px():
+    encoder = encoders.build_encoder("small_cnn")
+    assert tuple(encoder.input_shape) == (None, 64, 64, 3)
+    assert encoder.output_shape == (None, encoders.SMALL_CNN_DEFAULT_DIM)
+
+
+def test_frozen_encoder_has_no_trainable_weights():
+    encoder = encoders.build_encoder("small_cnn", 16, trainable=False)
+    assert not encoder.trainable_weights
+    assert encoder.non_trainable_weights
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        encoders.build_encoder("alexnet", 224)
+    with pytest.raises(ValueError):
+        encoders.build_encoder("resnet50", 16)
+    with pytest.raises(ValueError):
+        encoders.build_encoder("resnet50", 32, feature_dim=10)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3small", "efficientnetb0"])
+def test_light_backbones(name):
+    _check_vector_encoder(name, 32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "mobilenetv3large"])
+def test_heavy_backbones(name):
+    encoder = _check_vector_encoder(name, 32, trainable=False)
+    assert not encoder.trainable_weights  # LRCN Table 6 "FT?" = no
+
+
+def test_backbone_preprocessing_is_the_applications_own():
+    images = _images(8)
+    layer = encoders.BackbonePreprocessing("vgg16")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(images)),
+                               keras.applications.vgg16.preprocess_input(images.copy()), rtol=1e-6)
+    assert layer.get_config()["backbone"] == "vgg16"
+
+
+@pytest.mark.slow
+def test_backbone_spatial_map():
+    encoder = encoders.build_encoder("mobilenetv3small", 64, spatial=True)
+    assert len(encoder.output_shape) == 4

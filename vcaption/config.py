@@ -1,0 +1,226 @@
+"""Configuration: frozen dataclasses for data, training, decoding and export, and named presets.
+
+A preset is code: a function returning an `ExperimentConfig`, whose docstring gives the command
+that runs it and the result it reaches on the built-in data. Command-line overrides use dotted
+names: `python -m vcaption.train --preset lrcn_2u --set train.epochs=5 --set model.hidden_units=256`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the records come from.
+
+    Args:
+        data_dir: a `beam_jobs.preprocess` output directory; None means the built-in shapes world,
+            generated and preprocessed under `shapes_root` on first use.
+        shapes_root: where the built-in world and its records live.
+        shapes_images: images of the built-in world.
+        shapes_seed: seed of the built-in world.
+        image_size: side of the square images the model sees.
+        min_count: vocabulary threshold when preprocessing the built-in world.
+        max_length: caption length limit T (words) when preprocessing the built-in world.
+        feature_dim: train on precomputed features of this size instead of images.
+    """
+
+    data_dir: str | None = None
+    shapes_root: str = "data/shapes"
+    shapes_images: int = 2000
+    shapes_seed: int = 0
+    image_size: int = 64
+    min_count: int = 5
+    max_length: int = 16
+    feature_dim: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to fit.
+
+    Args:
+        epochs: passes over the training captions.
+        batch_size: captions per step (global, across replicas).
+        optimizer: "adam", "rmsprop" or "sgd" (with `momentum`).
+        learning_rate: initial learning rate (cosine-decayed to 10% over the run).
+        momentum: SGD momentum.
+        clip_value: element-wise gradient clipping (the papers clip at 5).
+        weight_decay: decoupled weight decay (L2 in the papers).
+        checkpoint_every: save a resumable checkpoint every this many steps.
+        seed: shuffling and initialization seed.
+        baselines: also train the blind baseline and evaluate nearest-neighbour retrieval.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 2e-3
+    momentum: float = 0.9
+    clip_value: float = 5.0
+    weight_decay: float = 0.0
+    checkpoint_every: int = 200
+    seed: int = 0
+    baselines: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """How captions are generated for evaluation and export.
+
+    Args:
+        beam_size: beam width k (1 = greedy).
+        max_length: maximum generated tokens, <end> included.
+        alpha: length-normalization exponent of ((5 + |Y|) / 6) ** alpha.
+        n_best: captions returned per image by the export.
+    """
+
+    beam_size: int = 3
+    max_length: int = 17
+    alpha: float = 0.0
+    n_best: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """Where exports go.
+
+    Args:
+        saved_models_dir: root of `<name>/<version>/` SavedModels.
+        name: model name under the root; default: the preset name.
+    """
+
+    saved_models_dir: str = "saved_models"
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole run: the model class and its constructor arguments, plus the other configs."""
+
+    name: str
+    model: str
+    model_args: Mapping[str, Any]
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    decode: DecodeConfig = DecodeConfig()
+    export: ExportConfig = ExportConfig()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"model_args": dict(self.model_args)}
+
+
+PRESETS: dict[str, Callable[[], ExperimentConfig]] = {}
+
+
+def preset(fn: Callable[[], ExperimentConfig]) -> Callable[[], ExperimentConfig]:
+    PRESETS[fn.__name__] = fn
+    return fn
+
+
+# Sizes for the built-in world on a 2-core CPU. The papers' sizes (1000 LSTM units, VGG fc7) are one
+# `--set` away; see each model's docstring.
+_SHAPES_ENCODER = {"encoder": "small_cnn", "image_size": 64}
+
+
+def _lrcn(name: str, variant: str, cell: str = "lstm") -> ExperimentConfig:
+    return ExperimentConfig(
+        name=name, model="LRCNCaptioner",
+        model_args={"variant": variant, "cell": cell, "hidden_units": 256, "embedding_dim": 128,
+                    "dropout": 0.1, **_SHAPES_ENCODER})
+
+
+@preset
+def lrcn_2f() -> ExperimentConfig:
+    """LRCN captioner, two LSTM layers, factored: the image enters layer 2 only (Donahue et al. §5).
+
+    Command: `python -m vcaption.train` (the default preset).
+    Result on the built-in data: see docs/captioning_table.md.
+    """
+    return _lrcn("lrcn_2f", "2f")
+
+
+@preset
+def lrcn_2u() -> ExperimentConfig:
+    """LRCN captioner, two LSTM layers, unfactored: the image enters layer 1.
+
+    Command: `python -m vcaption.train --preset lrcn_2u`. Result: docs/captioning_table.md.
+    """
+    return _lrcn("lrcn_2u", "2u")
+
+
+@preset
+def lrcn_1u() -> ExperimentConfig:
+    """LRCN captioner, one LSTM layer seeing the word and the image at every step.
+
+    Command: `python -m vcaption.train --preset lrcn_1u`. Result: docs/captioning_table.md.
+    """
+    return _lrcn("lrcn_1u", "1u")
+
+
+@preset
+def lrcn_2f_rnn() -> ExperimentConfig:
+    """LRCN-2f with vanilla RNN units instead of LSTMs (LRCN Table 6, "RNN" rows).
+
+    Command: `python -m vcaption.train --preset lrcn_2f_rnn`. Result: docs/captioning_table.md.
+    """
+    return _lrcn("lrcn_2f_rnn", "2f", cell="rnn")
+
+
+@preset
+def karpathy_mrnn() -> ExperimentConfig:
+    """Karpathy & Fei-Fei multimodal RNN: image bias b_v at t = 1 only (Eq. 14), ReLU recurrence,
+    softmax bias initialised to log word frequencies.
+
+    Command: `python -m vcaption.train --preset karpathy_mrnn`. Result: docs/captioning_table.md.
+    """
+    return ExperimentConfig(
+        name="karpathy_mrnn", model="KarpathyMultimodalRNN",
+        model_args={"hidden_units": 256, "cell": "relu", "dropout": 0.1, **_SHAPES_ENCODER},
+        train=TrainConfig(learning_rate=1e-3))
+
+
+@preset
+def mao_mrnn() -> ExperimentConfig:
+    """Mao et al. m-RNN: two word embeddings, ReLU recurrent layer r(t), multimodal layer
+    m(t) = g(V_w w(t) + V_r r(t) + V_I I) with g(x) = 1.7159 tanh(2x/3).
+
+    Command: `python -m vcaption.train --preset mao_mrnn`. Result: docs/captioning_table.md.
+    """
+    return ExperimentConfig(
+        name="mao_mrnn", model="MaoMultimodalRNN",
+        model_args={"dropout": 0.1, **_SHAPES_ENCODER})
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # bare strings: --set train.optimizer=sgd
+
+
+def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """Applies `section.field=value` overrides (`model.<arg>` sets a model constructor argument)."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"override {override!r} must look like section.field=value")
+        value = _parse_value(raw)
+        if section == "model":
+            config = dataclasses.replace(config, model_args={**config.model_args, field: value})
+            continue
+        sub = getattr(config, section, None)
+        if not dataclasses.is_dataclass(sub) or field not in {f.name for f in dataclasses.fields(sub)}:
+            raise ValueError(f"unknown setting {key!r} in override {override!r}")
+        config = dataclasses.replace(config, **{section: dataclasses.replace(sub, **{field: value})})
+    return config
+
+
+def get_preset(name: str) -> ExperimentConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

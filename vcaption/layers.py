@@ -1,0 +1,386 @@
+"""Recurrent building blocks shared by the captioners.
+
+The captioners never call `keras.layers.LSTM`. A recurrence is split in two so that the expensive
+work happens outside the time loop:
+
+1. the *input projections* (W·x_t for every t, and W_v·v once per caption for the image) are
+   ordinary `Dense` layers applied to the whole `[batch, time, features]` tensor in one matmul;
+2. `Recurrence` then runs only `h_{t-1}·U` (plus the cell non-linearities) inside a
+   `keras.ops.scan` (a `tf.while_loop` on the TensorFlow backend).
+
+`Recurrence.step` applies the same weights to one time step, which is what the decoding module
+calls; running `step` T times reproduces `Recurrence.__call__` on the whole sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import ops
+
+# m-RNN's "S-tanh" (Mao et al. 2015, §3, after LeCun et al. 1998 "Efficient BackProp"):
+# g(x) = 1.7159·tanh(2x/3).
+S_TANH_SCALE = 1.7159
+S_TANH_SLOPE = 2.0 / 3.0
+
+CELL_TYPES = ("lstm", "rnn")
+
+
+def _bias_add(x, bias):
+    """x + bias. On TensorFlow a BiasAdd op, not an Add: inside decoding loops Grappler's
+    arithmetic optimizer rewrites trees of Adds with mixed shapes into temporaries that leak when a
+    loop exits early ("AlreadyExistsError ... AddOpsRewrite ... tmp_var" on the next call)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.bias_add(x, bias)
+    return x + bias
+
+
+def scaled_tanh(x):
+    """m-RNN's element-wise scaled hyperbolic tangent g(x) = 1.7159·tanh(2x/3).
+
+    Reference: Mao et al., "Deep Captioning with Multimodal Recurrent Neural Networks (m-RNN)",
+    ICLR 2015, Eq. 3 (the multimodal layer's activation g₂).
+    """
+    return S_TANH_SCALE * ops.tanh(S_TANH_SLOPE * x)
+
+
+def log_frequency_bias(word_counts, min_frequency: float = 1e-6) -> np.ndarray:
+    """Softmax bias b_o = log(count / total), floored for words that never occur.
+
+    Karpathy & Fei-Fei (CVPR 2015) §3.2 initialise the output bias to the log frequency of each
+    word, so that an untrained model already predicts the unigram distribution. The floor keeps
+    `<pad>`, `<start>` and unseen words at a large finite negative value instead of -inf.
+
+    Args:
+        word_counts: array-like `[vocab_size]` of non-negative counts, indexed by token id.
+        min_frequency: lower bound on count / total before taking the log.
+
+    Returns:
+        float32 array `[vocab_size]`.
+    """
+    counts = np.asarray(word_counts, dtype=np.float64)
+    if counts.ndim != 1:
+        raise ValueError(f"word_counts must be 1-D, got shape {counts.shape}")
+    if np.any(counts < 0):
+        raise ValueError("word_counts must be non-negative")
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("word_counts must contain at least one positive count")
+    frequency = np.maximum(counts / total, min_frequency)
+    return np.log(frequency).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="vcaption")
+class ScaledTanh(keras.layers.Layer):
+    """Layer form of `scaled_tanh`, g(x) = 1.7159·tanh(2x/3) (m-RNN, Mao et al. 2015, Eq. 3)."""
+
+    def call(self, inputs):
+        return scaled_tanh(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="vcaption")
+class BroadcastTime(keras.layers.Layer):
+    """Adds a per-caption vector to every time step: `[B, T, D] + [B, D] -> [B, T, D]`.
+
+    This is how an image projection computed once per caption (e.g. LRCN's W_v·v, m-RNN's V_I·I)
+    joins per-step word projections without being recomputed at every step.
+    """
+
+    def call(self, sequence, vector):
+        return sequence + ops.expand_dims(vector, 1)  # [batch, 1, dim] broadcast over time
+
+    def compute_output_shape(self, sequence_shape, vector_shape):
+        return sequence_shape
+
+
+@keras.saving.register_keras_serializable(package="vcaption")
+class FirstStepBias(keras.layers.Layer):
+    """Adds a per-caption bias at the first time step only: `x[:, 0] += b`.
+
+    Karpathy & Fei-Fei (CVPR 2015) Eq. 14: h_t = f(W_hx·x_t + W_hh·h_{t-1} + b_h + 1(t=1)⊙b_v).
+    The output of this layer is the non-recurrent part of that pre-activation, which tests read
+    to check that the image reaches t=1 only.
+    """
+
+    def call(self, sequence, bias):
+        first = sequence[:, :1, :] + ops.expand_dims(bias, 1)  # [batch, 1, dim]
+        return ops.concatenate([first, sequence[:, 1:, :]], axis=1)  # [batch, time, dim]
+
+    def compute_output_shape(self, sequence_shape, bias_shape):
+        return sequence_shape
+
+
+@keras.saving.register_keras_serializable(package="vcaption")
+class Recurrence(keras.layers.Layer):
+    """The recurrent half of an LSTM or a simple RNN, over precomputed input projections.
+
+    The layer owns the recurrent kernel U (and optionally the bias b); the input-to-hidden
+    projections W·x_t are computed by the caller for all time steps at once and passed in as
+    `input_projection`. Per time step this layer computes
+
+    * `cell="rnn"`:  h_t = f(a_t + b + h_{t-1}·U)  with f = `activation` (Karpathy Eq. 14, m-RNN Eq. 2)
+    * `cell="lstm"`: [i, f, g, o] = a_t + b + h_{t-1}·U;  c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g);
+      h_t = σ(o)⊙tanh(c_t)  (Donahue et al. PAMI 2017, Eq. 2; gate order i, f, g, o)
+
+    so `input_projection` has `4 * units` features for an LSTM and `units` for an RNN. Only the
+    `h_{t-1}·U` matmul runs inside the loop; the bias is added to the whole sequence beforehand.
+    No dropout is applied inside the recurrence.
+
+    Args:
+        units: int. Hidden size H.
+        cell: `"lstm"` or `"rnn"`.
+        activation: non-linearity f of the simple RNN (`"tanh"` or `"relu"`); ignored for LSTMs.
+        use_bias: whether the layer owns a bias b (the LSTM forget-gate slice starts at 1).
+        recurrent_initializer: initializer of U.
+
+    Example:
+    ```python
+    dense = keras.layers.Dense(4 * 8, use_bias=False)
+    recurrence = Recurrence(8, cell="lstm")
+    hidden = recurrence(dense(x))  # x [batch, time, features] -> [batch, time, 8]
+    state = recurrence.get_initial_state(batch_size)
+    h, state = recurrence.step(dense(x[:, 0]), state)
+    ```
+    """
+
+    def __init__(self, units, cell="lstm", activation="tanh", use_bias=True,
+                 recurrent_initializer="orthogonal", **kwargs):
+        super().__init__(**kwargs)
+        if cell not in CELL_TYPES:
+            raise ValueError(f"cell must be one of {CELL_TYPES}, got {cell!r}")
+        self.units = int(units)
+        self.cell = cell
+        self.activation = keras.activations.get(activation)
+        self._activation_name = activation if isinstance(activation, str) else \
+            keras.activations.serialize(self.activation)
+        self.use_bias = bool(use_bias)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+
+    @property
+    def projection_units(self) -> int:
+        """Width of `input_projection`: 4H for an LSTM (gates i, f, g, o), H for an RNN."""
+        return 4 * self.units if self.cell == "lstm" else self.units
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        return ("h", "c") if self.cell == "lstm" else ("h",)
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(self.units, self.projection_units),
+            initializer=self.recurrent_initializer)
+        if self.use_bias:
+            if self.cell == "lstm":
+                units = self.units
+
+                def bias_initializer(shape, dtype=None):
+                    # Forget-gate bias 1 (Jozefowicz et al. 2015) so early gradients flow through c.
+                    return ops.concatenate([ops.zeros((units,), dtype), ops.ones((units,), dtype),
+                                            ops.zeros((2 * units,), dtype)])
+            else:
+                bias_initializer = "zeros"
+            self.bias = self.add_weight(name="bias", shape=(self.projection_units,),
+                                        initializer=bias_initializer)
+        else:
+            self.bias = None
+
+    def get_initial_state(self, batch_size, dtype=None):
+        """Zero state `{"h": [B, H]}` (RNN) or `{"h": [B, H], "c": [B, H]}` (LSTM)."""
+        dtype = dtype or self.compute_dtype
+        return {key: ops.zeros((batch_size, self.units), dtype=dtype) for key in self.state_keys}
+
+    def _kernel_and_bias(self, dtype):
+        kernel = ops.cast(self.recurrent_kernel, dtype)
+        bias = ops.cast(self.bias, dtype) if self.bias is not None else None
+        return kernel, bias
+
+    def _cell(self, preactivation, state, kernel):
+        z = preactivation + ops.matmul(state["h"], kernel)  # [batch, projection_units]
+        if self.cell == "rnn":
+            h = self.activation(z)
+            return h, {"h": h}
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = ops.sigmoid(f) * state["c"] + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, {"h": h, "c": c}
+
+    def call(self, input_projection, initial_state=None):
+        dtype = input_projection.dtype
+        kernel, bias = self._kernel_and_bias(dtype)
+        if bias is not None:
+            input_projection = input_projection + bias  # once for all steps, outside the loop
+        if initial_state is None:
+            initial_state = self.get_initial_state(ops.shape(input_projection)[0], dtype=dtype)
+        initial_state = {key: ops.cast(initial_state[key], dtype) for key in self.state_keys}
+        time_major = ops.transpose(input_projection, (1, 0, 2))  # [time, batch, projection_units]
+
+        if keras.backend.backend() == "tensorflow":
+            hidden = self._tf_scan(time_major, initial_state, kernel)  # [time, batch, units]
+        else:
+            def body(state, preactivation):
+                _, new_state = self._cell(preactivation, state, kernel)
+                # keras.ops.scan stacks outputs with the carry's structure: emit the whole state.
+                return new_state, new_state
+
+            _, states = ops.scan(body, initial_state, time_major)  # each [time, batch, units]
+            hidden = states["h"]
+        return ops.transpose(hidden, (1, 0, 2))  # [batch, time, units]
+
+    def _tf_scan(self, time_major, initial_state, kernel):
+        # keras.ops.scan on TensorFlow stacks every carry (c too) and sets no maximum_iterations,
+        # which XLA (jit_compile=True) needs for the gradient; this loop stacks h only.
+        import tensorflow as tf
+
+        steps = tf.shape(time_major)[0]
+        inputs = tf.TensorArray(time_major.dtype, size=steps, element_shape=time_major.shape[1:])
+        inputs = inputs.unstack(time_major)
+        outputs = tf.TensorArray(time_major.dtype, size=steps,
+                                 element_shape=tf.TensorShape([time_major.shape[1], self.units]))
+        keys = self.state_keys
+
+        def body(t, outputs, *carry):
+            h, new_state = self._cell(inputs.read(t), dict(zip(keys, carry)), kernel)
+            return (t + 1, outputs.write(t, h)) + tuple(new_state[key] for key in keys)
+
+        loop_vars = (tf.constant(0), outputs) + tuple(initial_state[key] for key in keys)
+        # parallel_iterations=1: the recurrence is sequential anyway, and concurrent iterations trip
+        # a Grappler bug (AddOpsRewrite temporaries colliding across iterations).
+        _, outputs, *_ = tf.while_loop(lambda t, *_: t < steps, body, loop_vars,
+                                       maximum_iterations=steps, parallel_iterations=1)
+        return outputs.stack()
+
+    def step(self, input_projection, state):
+        """One time step: `input_projection [B, projection_units]`, state dict -> (h [B, H], new state)."""
+        dtype = self.compute_dtype
+        input_projection = ops.cast(input_projection, dtype)
+        kernel, bias = self._kernel_and_bias(dtype)
+        if bias is not None:
+            input_projection = _bias_add(input_projection, bias)
+        state = {key: ops.cast(state[key], dtype) for key in self.state_keys}
+        return self._cell(input_projection, state, kernel)
+
+    def compute_output_shape(self, input_projection_shape, initial_state_shape=None):
+        return tuple(input_projection_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "units": self.units,
+            "cell": self.cell,
+            "activation": self._activation_name,
+            "use_bias": self.use_bias,
+            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+        })
+        return config
+
+
+class CaptionerBase(keras.Model):
+    """Shared plumbing of the captioners (`LRCNCaptioner`, `KarpathyMultimodalRNN`, `MaoMultimodalRNN`).
+
+    Subclasses build their functional graph in `__init__` and call `_finish_init`. This base adds
+
+    * the uniform visual-encoder configuration (`encoder`, `image_size`, `feature_dim`,
+      `encoder_weights`, `encoder_trainable`) and the two model inputs
+      `{"visual": [B, S, S, 3] images (0..255) or [B, F] features, "caption_in": int32 [B, T]}`;
+    * the decoding-step API used by `vcaption.decoding`:
+      `encode_visual(visual) -> context`, `initial_state(context) -> dict`, and
+      `step(token_ids [B], state) -> (logits float32 [B, V], new_state)`;
+    * `initialize_output_bias(word_counts)` (Karpathy & Fei-Fei 2015 §3.2).
+
+    Subclasses implement `_visual_context(features)`, `initial_state` and `step`.
+    """
+
+    def _build_visual_input(self, encoder, image_size, feature_dim, encoder_weights,
+                            encoder_trainable, dtype):
+        from vcaption import encoders as encoders_lib  # layers.py stays importable on its own
+
+        if encoder == "features":
+            if not feature_dim:
+                raise ValueError("encoder='features' needs feature_dim")
+            visual = keras.Input(shape=(int(feature_dim),), name="visual")
+        else:
+            image_size = int(image_size or encoders_lib.DEFAULT_IMAGE_SIZE.get(encoder, 224))
+            visual = keras.Input(shape=(image_size, image_size, 3), name="visual")
+        # feature_dim describes precomputed features only; image encoders have their own width.
+        self.encoder = encoders_lib.build_encoder(
+            encoder, image_size=image_size, weights=encoder_weights, trainable=encoder_trainable,
+            feature_dim=feature_dim if encoder == "features" else None, dtype=dtype)
+        caption_in = keras.Input(shape=(None,), dtype="int32", name="caption_in")
+        return visual, caption_in, image_size
+
+    def _output_layers(self, vocab_size, dtype):
+        self.output_projection = keras.layers.Dense(vocab_size, dtype=dtype, name="logits")
+        # Logits leave the model in float32 whatever the compute dtype (mixed precision).
+        self.output_cast = keras.layers.Activation("linear", dtype="float32", name="logits_float32")
+
+    def _finish_init(self, visual, caption_in, logits, *, vocab_size, encoder, image_size,
+                     feature_dim, encoder_weights, encoder_trainable, dropout, dtype, **kwargs):
+        super().__init__(inputs={"visual": visual, "caption_in": caption_in}, outputs=logits,
+                         **kwargs)
+        self.vocab_size = int(vocab_size)
+        self.encoder_name = encoder
+        self.image_size = image_size if encoder != "features" else None
+        self.feature_dim = feature_dim
+        self.encoder_weights = encoder_weights
+        self.encoder_trainable = bool(encoder_trainable)
+        self.dropout = float(dropout)
+        self._dtype_config = None
+        if dtype is not None:
+            # The model's own policy makes `compile` add loss scaling for mixed_float16.
+            self.dtype_policy = keras.dtype_policies.get(dtype)
+            self._dtype_config = keras.dtype_policies.serialize(self.dtype_policy)
+
+    # --- decoding-step API ----------------------------------------------------------------
+    def encode_visual(self, visual):
+        """Runs the visual encoder (and any per-image projection) once per image -> context."""
+        features = self.encoder(visual, training=False)  # [batch, F]
+        return self._visual_context(features)
+
+    def _visual_context(self, features):
+        return features
+
+    def initial_state(self, context):
+        raise NotImplementedError
+
+    def step(self, token_ids, state):
+        raise NotImplementedError
+
+    def _logits(self, top):
+        return ops.cast(self.output_projection(top), "float32")  # [batch, vocab]
+
+    # --- training helpers -----------------------------------------------------------------
+    def initialize_output_bias(self, word_counts, min_frequency: float = 1e-6):
+        """Sets the softmax bias b_o to log word frequencies (Karpathy & Fei-Fei 2015 §3.2).
+
+        Args:
+            word_counts: `[vocab_size]` counts of each token id in the training captions
+                (targets: words and `<end>`).
+            min_frequency: floor on the frequency of tokens that never occur (e.g. `<pad>`).
+        """
+        bias = log_frequency_bias(word_counts, min_frequency)
+        if bias.shape != (self.vocab_size,):
+            raise ValueError(f"word_counts must have {self.vocab_size} entries, got {bias.shape}")
+        self.output_projection.bias.assign(bias)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": self._dtype_config,
+            "vocab_size": self.vocab_size,
+            "encoder": self.encoder_name,
+            "image_size": self.image_size,
+            "feature_dim": self.feature_dim,
+            "encoder_weights": self.encoder_weights,
+            "encoder_trainable": self.encoder_trainable,
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

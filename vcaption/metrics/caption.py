@@ -1,0 +1,123 @@
+"""Caption metrics through pycocoevalcap (the COCO caption evaluation code), and perplexity.
+
+Scores use pycocoevalcap's own key names — Bleu_1..Bleu_4, METEOR, ROUGE_L, CIDEr (its CIDEr scorer
+is CIDEr-D: clipped n-gram counts and a Gaussian length penalty) and SPICE — so that metrics.json
+files compare directly with published numbers. References and candidates both go through the PTB
+tokenizer, as in the official evaluation. METEOR and the tokenizer need Java (`java` on PATH).
+SPICE also needs the Stanford CoreNLP jars, which pycocoevalcap downloads on first use; offline,
+SPICE is skipped with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+from typing import Mapping, Sequence
+
+CAPTION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+def _spice_available() -> bool:
+    from pycocoevalcap import spice
+
+    lib = os.path.join(os.path.dirname(spice.__file__), "lib", "stanford-corenlp-3.6.0.jar")
+    return os.path.exists(lib)
+
+
+def _tokenize(captions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+
+
+def score_captions(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str],
+                   metrics: Sequence[str] = CAPTION_METRICS, spice: bool = True,
+                   per_image: bool = False) -> dict:
+    """Corpus-level caption metrics of one candidate per image against its references.
+
+    Args:
+        references: image id -> reference captions.
+        candidates: image id -> generated caption; must cover exactly the ids of `references`.
+        metrics: which pycocoevalcap metrics to compute.
+        spice: also compute SPICE when its Java models are installed.
+        per_image: also return "per_image": {id: {metric: score}}.
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    if set(references) != set(candidates):
+        missing = set(references) ^ set(candidates)
+        raise ValueError(f"references and candidates cover different images, e.g. {sorted(missing)[:5]}")
+    if not references:
+        raise ValueError("no captions to score")
+    if shutil.which("java") is None:
+        raise RuntimeError("pycocoevalcap needs Java for tokenization and METEOR: install a JRE "
+                           "(e.g. `apt-get install default-jre-headless`)")
+    gts = _tokenize(references)
+    res = _tokenize({k: [v] for k, v in candidates.items()})
+    ids = sorted(gts)
+    scorers = []
+    if any(m.startswith("Bleu") for m in metrics):
+        scorers.append((Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]))
+    if "METEOR" in metrics:
+        scorers.append((Meteor(), ["METEOR"]))
+    if "ROUGE_L" in metrics:
+        scorers.append((Rouge(), ["ROUGE_L"]))
+    if "CIDEr" in metrics:
+        scorers.append((Cider(), ["CIDEr"]))
+    if spice and "SPICE" not in metrics and _spice_available():
+        from pycocoevalcap.spice.spice import Spice
+
+        scorers.append((Spice(), ["SPICE"]))
+    elif spice and not _spice_available():
+        print("SPICE skipped: the Stanford CoreNLP models are not installed (pycocoevalcap downloads "
+              "them on first use; offline here).", file=sys.stderr)
+
+    results: dict = {}
+    per: dict[str, dict] = {i: {} for i in ids}
+    for scorer, names in scorers:
+        corpus, images = scorer.compute_score({i: gts[i] for i in ids}, {i: res[i] for i in ids})
+        if len(names) == 1:
+            corpus, images = [corpus], [images]
+        for name, value, values in zip(names, corpus, images):
+            if name in metrics or name == "SPICE":
+                results[name] = float(value)
+                for i, v in zip(ids, values):
+                    per[i][name] = float(v["All"]["f"]) if isinstance(v, dict) else float(v)
+    if per_image:
+        results["per_image"] = per
+    return results
+
+
+def perplexity(total_neg_log_likelihood: float, total_tokens: int) -> float:
+    """exp(mean negative log-likelihood per predicted token, <end> included)."""
+    return math.exp(total_neg_log_likelihood / max(total_tokens, 1))
+
+
+def load_coco_results(results_path: str, annotations_path: str) -> tuple[dict, dict]:
+    """(references, candidates) from a COCO results file and COCO caption annotations.
+
+    Results: `[{"image_id": int, "caption": str}]`; when an image has several results, the first is
+    scored. Only images present in the results are scored.
+    """
+    with open(results_path) as f:
+        results = json.load(f)
+    with open(annotations_path) as f:
+        annotations = json.load(f)
+    candidates: dict[str, str] = {}
+    for r in results:
+        candidates.setdefault(str(r["image_id"]), r["caption"])
+    references: dict[str, list[str]] = {}
+    for a in annotations["annotations"]:
+        if str(a["image_id"]) in candidates:
+            references.setdefault(str(a["image_id"]), []).append(a["caption"])
+    unknown = set(candidates) - set(references)
+    if unknown:
+        raise ValueError(f"{results_path}: results for images without annotations in "
+                         f"{annotations_path}: {sorted(unknown)[:5]}")
+    return references, candidates

@@ -1,0 +1,287 @@
+"""Train a captioner: `python -m vcaption.train [--preset lrcn_2f] [--output runs/<preset>] [--set k=v ...]`.
+
+With no arguments it builds the built-in shapes world (if absent), preprocesses it with the Beam job,
+trains the `lrcn_2f` preset, evaluates it with beam search on the test split beside two baselines
+(a blind language model and nearest-neighbour retrieval) and writes `<output>/metrics.json`.
+
+Run again after a crash (even `kill -9`) and it resumes from the last checkpoint: training is cut
+into checkpoint intervals of `train.checkpoint_every` steps (Keras "epochs" over a repeated
+dataset), each ending with a checkpoint of the weights and optimizer state, so the step counter
+continues where it stopped. The best interval by validation CIDEr-D is kept for the final
+evaluation. TensorBoard logs go to `<output>/logs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from vcaption import config as config_lib
+from vcaption import data, text
+from vcaption.config import ExperimentConfig
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+def prepare_builtin_data(cfg: config_lib.DataConfig) -> str:
+    """Generates the shapes world and preprocesses it (once); returns the records directory."""
+    from beam_jobs import preprocess
+    from vcaption.datasets import shapes
+
+    world = os.path.join(cfg.shapes_root, "world")
+    records_dir = os.path.join(cfg.shapes_root, f"records-{cfg.image_size}")
+    if not os.path.exists(os.path.join(world, "dataset_shapes.json")):
+        print(f"Generating the built-in shapes world ({cfg.shapes_images} images) in {world}")
+        shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed)
+    if not os.path.exists(os.path.join(records_dir, "stats.json")):
+        print(f"Preprocessing it with beam_jobs.preprocess into {records_dir}")
+        preprocess.run(["--format", "karpathy", "--input", os.path.join(world, "dataset_shapes.json"),
+                        "--output", records_dir, "--image-size", str(cfg.image_size),
+                        "--min-count", str(cfg.min_count), "--max-length", str(cfg.max_length)])
+    return records_dir
+
+
+def read_stats(data_dir: str) -> dict:
+    with tf.io.gfile.GFile(os.path.join(data_dir, "stats.json")) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and optimizer
+# ---------------------------------------------------------------------------------------------
+def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray | None):
+    from vcaption import models
+
+    args = dict(cfg.model_args)
+    if cfg.data.feature_dim:
+        args.update(encoder="features", feature_dim=cfg.data.feature_dim)
+        args.pop("image_size", None)
+    model = models.build(cfg.model, vocab_size=vocab_size, **args)
+    if word_counts is not None and cfg.model == "KarpathyMultimodalRNN":
+        model.initialize_output_bias(word_counts)  # Karpathy & Fei-Fei §3.2: b_o = log frequency
+    return model
+
+
+def make_optimizer(cfg: config_lib.TrainConfig, total_steps: int):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(total_steps, 1), alpha=0.1)
+    # clipvalue: element-wise gradient clipping, as the papers clip each gradient component at 5.
+    common = dict(learning_rate=schedule, clipvalue=cfg.clip_value or None,
+                  weight_decay=cfg.weight_decay or None)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(**common)
+    if cfg.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(**common)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=cfg.momentum, **common)
+    raise ValueError(f"train.optimizer must be adam, rmsprop or sgd, got {cfg.optimizer!r}")
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """tf.distribute strategy by name. multi_worker reads the cluster from TF_CONFIG."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multi_worker needs TF_CONFIG describing the cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"--strategy must be default, mirrored or multi_worker, got {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------------------------
+def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_dim, best_path, max_length):
+    """Greedy-decodes the val split after every checkpoint interval; keeps the best by CIDEr-D."""
+    import keras
+    from pycocoevalcap.cider.cider import Cider
+
+    from vcaption.config import DecodeConfig
+    from vcaption.evaluate import generate_captions
+
+    dataset = data.make_dataset(data_dir, "val", "caption_eval", batch_size=100, image_size=image_size,
+                                feature_dim=feature_dim)
+
+    class ValidationCIDEr(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best = -math.inf
+            if os.path.exists(best_path + ".json"):
+                with open(best_path + ".json") as f:
+                    self.best = json.load(f)["val_CIDEr"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            candidates, references, _ = generate_captions(
+                model_ref, vocab, dataset, DecodeConfig(beam_size=1, max_length=max_length))
+            # Both sides are already normalized by vcaption.text, so no PTB tokenizer (no Java) here.
+            refs = {k: [text.normalized_caption(r) for r in v] for k, v in references.items()}
+            score, _ = Cider().compute_score(refs, {k: [v] for k, v in candidates.items()})
+            if logs is not None:
+                logs["val_CIDEr"] = float(score)
+            if score > self.best:
+                self.best = float(score)
+                model_ref.save_weights(best_path)
+                with open(best_path + ".json", "w") as f:
+                    json.dump({"val_CIDEr": self.best, "interval": epoch + 1}, f)
+
+    return ValidationCIDEr()
+
+
+def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *,
+        blind: bool = False, verbose: int = 1) -> dict:
+    """Trains `model` (resumable); returns {"steps", "seconds", "best_val_CIDEr"}."""
+    import keras
+
+    from vcaption.losses import MaskedCaptionLoss
+
+    tcfg = cfg.train
+    os.makedirs(output, exist_ok=True)
+    steps_per_epoch = math.ceil(stats["captions"]["train"] / tcfg.batch_size)
+    total_steps = steps_per_epoch * tcfg.epochs
+    interval = min(tcfg.checkpoint_every, total_steps)
+    intervals = math.ceil(total_steps / interval)
+    feature_dim = cfg.data.feature_dim
+    train = data.make_dataset(data_dir, "train", "caption", batch_size=tcfg.batch_size,
+                              image_size=cfg.data.image_size, feature_dim=feature_dim,
+                              seed=tcfg.seed, repeat=True)
+    if blind:
+        train = train.map(lambda x, y: ({**x, "visual": tf.zeros_like(x["visual"])}, y))
+    model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
+    prefix = "blind_" if blind else ""
+    best_path = os.path.join(output, f"{prefix}best.weights.h5")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(output, f"{prefix}backup"), save_freq="epoch",
+                                         delete_checkpoint=False),
+        keras.callbacks.CSVLogger(os.path.join(output, f"{prefix}history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(output, "logs", "blind" if blind else "model")),
+    ]
+    if not blind:
+        vocab = text.Vocabulary(os.path.join(data_dir, "vocab.txt"))
+        callbacks.insert(1, _validation_cider_callback(model, vocab, data_dir, cfg.data.image_size,
+                                                       feature_dim, best_path, cfg.decode.max_length))
+    start = time.perf_counter()
+    model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
+    seconds = time.perf_counter() - start
+    if blind:
+        model.save_weights(best_path)
+    elif os.path.exists(best_path):
+        model.load_weights(best_path)
+    best = None
+    if os.path.exists(best_path + ".json"):
+        with open(best_path + ".json") as f:
+            best = json.load(f)["val_CIDEr"]
+    return {"steps": int(model.optimizer.iterations), "seconds": round(seconds, 1), "best_val_CIDEr": best}
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verbose: int = 1) -> dict:
+    """Trains, evaluates (model + baselines) and writes `<output>/metrics.json`; returns it."""
+    import keras
+
+    from vcaption import baselines, evaluate, visualize
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    data_dir = cfg.data.data_dir or prepare_builtin_data(cfg.data)
+    stats = read_stats(data_dir)
+    vocab = text.Vocabulary(os.path.join(data_dir, "vocab.txt"))
+    counts_path = os.path.join(data_dir, "vocab_counts.txt")
+    word_counts = np.loadtxt(counts_path) if os.path.exists(counts_path) else None
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, "config.json"), "w") as f:
+        json.dump(cfg.to_dict() | {"data_dir": data_dir}, f, indent=1)
+
+    strategy = distribution_strategy(strategy_name)
+    with strategy.scope():
+        model = build_model(cfg, vocab.size, word_counts)
+    print(f"{cfg.name}: {model.count_params():,} parameters, vocabulary {vocab.size}, "
+          f"{stats['captions']['train']} training captions, data {data_dir}")
+    training = fit(model, cfg, data_dir, output, stats, verbose=verbose)
+    model.save(os.path.join(output, "model.keras"))
+
+    image_size, feature_dim = cfg.data.image_size, cfg.data.feature_dim
+    scores = evaluate.evaluate_captioner(model, vocab, data_dir, "test", cfg.decode, image_size, feature_dim)
+    rows = {cfg.name: evaluate.public_metrics(scores)}
+    result = {"preset": cfg.name, "split": "test", "beam_size": cfg.decode.beam_size,
+              "data_dir": data_dir, "model": rows[cfg.name], "training": training, "baselines": {}}
+    if cfg.train.baselines:
+        with strategy.scope():
+            blind_model = build_model(cfg, vocab.size, word_counts)
+        result["baselines"]["blind_training"] = fit(blind_model, cfg, data_dir, output, stats, blind=True,
+                                                    verbose=verbose)
+        result["baselines"]["blind"] = evaluate.public_metrics(evaluate.evaluate_captioner(
+            blind_model, vocab, data_dir, "test", cfg.decode, image_size, feature_dim, blind=True))
+        blind_model.save(os.path.join(output, "blind.keras"))
+        result["baselines"]["nearest_neighbour"] = baselines.nearest_neighbour_baseline(
+            model, data_dir, "test", image_size, feature_dim)
+        rows["blind LM"] = result["baselines"]["blind"]
+        rows["nearest neighbour"] = result["baselines"]["nearest_neighbour"]
+
+    with open(os.path.join(output, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    evaluate.write_results(os.path.join(output, "results_test.json"), scores["candidates"])
+    with open(os.path.join(output, "per_image_test.json"), "w") as f:
+        json.dump(scores["per_image"], f, indent=1)
+    visualize.caption_grid_from_records(data_dir, "test", scores["candidates"],
+                                        os.path.join(output, "caption_grid_test.png"))
+    visualize.training_curves(os.path.join(output, "history.csv"), os.path.join(output, "training_curves.png"),
+                              title=cfg.name)
+    print(evaluate.format_table(rows, f"test split, beam {cfg.decode.beam_size}"))
+    print(f"metrics -> {os.path.join(output, 'metrics.json')}")
+    return result
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m vcaption.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="lrcn_2f", choices=sorted(config_lib.PRESETS))
+    parser.add_argument("--output", default=None, help="run directory (default runs/<preset>)")
+    parser.add_argument("--data", default=None, help="a beam_jobs.preprocess output directory "
+                                                      "(default: the built-in shapes world)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker"])
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="mixed_float16 on GPUs, mixed_bfloat16 on CPUs with bf16 (AMX)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override any setting, e.g. --set model.hidden_units=1000")
+    parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args) -> ExperimentConfig:
+    cfg = config_lib.get_preset(args.preset)
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.data_dir={args.data!r}")
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.batch_size:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    if args.mixed_precision:
+        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        overrides.append(f"model.dtype={policy!r}")
+    return config_lib.apply_overrides(cfg, overrides)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = config_from_args(args)
+    output = args.output or os.path.join("runs", cfg.name)
+    run(cfg, output, strategy_name=args.strategy, verbose=2 if args.quiet else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
