@@ -242,7 +242,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--top-answers", type=int, default=1000, help="VQA answer vocabulary size K")
     parser.add_argument("--max-frames", type=int, default=32, help="frames kept per video")
     parser.add_argument("--frame-stride", type=int, default=1, help="keep every n-th video frame")
-    parser.add_argument("--num-shards", type=int, default=0, help="shards per split (0: runner decides)")
+    parser.add_argument("--num-shards", type=int, default=4,
+                        help="shards per split; 0 lets the runner decide (use it on Dataflow at scale)")
     parser.add_argument("--reader-option", type=_key_value, action="append", default=[],
                         metavar="KEY=VALUE", help="passed to the reader, e.g. split=test")
     return parser.parse_known_args(argv)

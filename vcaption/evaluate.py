@@ -41,9 +41,10 @@ def make_generator(model, decode: DecodeConfig, n_best: int = 1):
     return generate
 
 
-def _blind(visual: tf.Tensor) -> tf.Tensor:
-    """The blind baseline sees an all-zero image: the decoder alone models the captions."""
-    return tf.zeros_like(visual)
+def blind_input(visual: tf.Tensor) -> tf.Tensor:
+    """What the blind baseline sees instead of an image: one constant zero feature per example,
+    so the decoder alone models the captions (and no CNN runs)."""
+    return tf.zeros([tf.shape(visual)[0], 1], tf.float32)  # [batch, 1]
 
 
 def generate_captions(model, vocab: text.Vocabulary, dataset: tf.data.Dataset, decode: DecodeConfig,
@@ -53,7 +54,7 @@ def generate_captions(model, vocab: text.Vocabulary, dataset: tf.data.Dataset, d
     generate = make_generator(model, decode)
     candidates, references, scores = {}, {}, {}
     for batch in dataset:
-        visual = _blind(batch["visual"]) if blind else batch["visual"]
+        visual = blind_input(batch["visual"]) if blind else batch["visual"]
         result = generate(visual)
         captions = vocab.decode(result.ids[:, 0]).numpy()  # best of the N-best
         for image_id, caption, refs, score in zip(batch["image_id"].numpy(), captions,
@@ -72,7 +73,7 @@ def teacher_forced_perplexity(model, dataset: tf.data.Dataset, blind: bool = Fal
     @tf.function(reduce_retracing=True)
     def nll(inputs, targets):
         if blind:
-            inputs = {**inputs, "visual": _blind(inputs["visual"])}
+            inputs = {**inputs, "visual": blind_input(inputs["visual"])}
         logits = model(inputs, training=False)  # [batch, time, V]
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
         mask = tf.cast(targets != text.PAD_ID, tf.float32)

@@ -344,6 +344,16 @@ class CaptionerBase(keras.Model):
     def _visual_context(self, features):
         return features
 
+    def initial_state_from_features(self, features):
+        """Decoding state from *encoder outputs* `[B, F]`, skipping the CNN.
+
+        For `encoder="features"` these are the precomputed features; for image encoders they
+        are what `self.encoder(images)` returns. Equals
+        `initial_state(encode_visual(visual))` with `features = encoder(visual)`; the export's
+        `caption_features` signature serves it.
+        """
+        return self.initial_state(self._visual_context(features))
+
     def initial_state(self, context):
         raise NotImplementedError
 

@@ -57,11 +57,17 @@ def read_stats(data_dir: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Model and optimizer
 # ---------------------------------------------------------------------------------------------
-def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray | None):
+def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray | None,
+                blind: bool = False):
+    """The preset's model. `blind=True` gives the blind baseline: the same decoder whose visual
+    input is a constant zero feature (`vcaption.evaluate.blind_input`), so no CNN runs at all."""
     from vcaption import models
 
     args = dict(cfg.model_args)
-    if cfg.data.feature_dim:
+    if blind:
+        args.update(encoder="features", feature_dim=1)
+        args.pop("image_size", None)
+    elif cfg.data.feature_dim:
         args.update(encoder="features", feature_dim=cfg.data.feature_dim)
         args.pop("image_size", None)
     model = models.build(cfg.model, vocab_size=vocab_size, **args)
@@ -84,6 +90,26 @@ def make_optimizer(cfg: config_lib.TrainConfig, total_steps: int):
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(momentum=cfg.momentum, **common)
     raise ValueError(f"train.optimizer must be adam, rmsprop or sgd, got {cfg.optimizer!r}")
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this process a non-chief worker (worker 0 leads without a chief)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = cluster.get("task", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {})
+
+
+def worker_output(output: str) -> str:
+    """Non-chief workers write their checkpoints to a scratch directory of their own, so that two
+    processes never write the same files; the chief's directory is the run's."""
+    if is_chief():
+        return output
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+    return os.path.join(output, "workers", f"{task['type']}_{task['index']}")
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
@@ -149,14 +175,17 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
     os.makedirs(output, exist_ok=True)
     steps_per_epoch = math.ceil(stats["captions"]["train"] / tcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
-    interval = min(tcfg.checkpoint_every, total_steps)
-    intervals = math.ceil(total_steps / interval)
+    # Equal intervals of at most checkpoint_every steps that add up to total_steps (up to rounding).
+    intervals = math.ceil(total_steps / tcfg.checkpoint_every)
+    interval = math.ceil(total_steps / intervals)
     feature_dim = cfg.data.feature_dim
     train = data.make_dataset(data_dir, "train", "caption", batch_size=tcfg.batch_size,
                               image_size=cfg.data.image_size, feature_dim=feature_dim,
                               seed=tcfg.seed, repeat=True)
     if blind:
-        train = train.map(lambda x, y: ({**x, "visual": tf.zeros_like(x["visual"])}, y))
+        from vcaption.evaluate import blind_input
+
+        train = train.map(lambda x, y: ({**x, "visual": blind_input(x["visual"])}, y))
     model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
     prefix = "blind_" if blind else ""
     best_path = os.path.join(output, f"{prefix}best.weights.h5")
@@ -170,6 +199,14 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
         vocab = text.Vocabulary(os.path.join(data_dir, "vocab.txt"))
         callbacks.insert(1, _validation_cider_callback(model, vocab, data_dir, cfg.data.image_size,
                                                        feature_dim, best_path, cfg.decode.max_length))
+    print(f"{'blind baseline' if blind else cfg.name}: {tcfg.epochs} epochs of {steps_per_epoch} steps "
+          f"(batch {tcfg.batch_size}) = {intervals} checkpoint intervals of {interval} steps; "
+          "Keras numbers them as epochs")
+    metadata = os.path.join(output, f"{prefix}backup", "training_metadata.json")
+    if os.path.exists(metadata):
+        with open(metadata) as f:
+            done = json.load(f)["epoch"] + 1
+        print(f"Resuming from the checkpoint after interval {done} (step {done * interval}) of {intervals}")
     start = time.perf_counter()
     model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
@@ -194,6 +231,8 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     from vcaption import baselines, evaluate, visualize
 
     keras.utils.set_random_seed(cfg.train.seed)
+    chief = is_chief()
+    output = worker_output(output)
     data_dir = cfg.data.data_dir or prepare_builtin_data(cfg.data)
     stats = read_stats(data_dir)
     vocab = text.Vocabulary(os.path.join(data_dir, "vocab.txt"))
@@ -209,6 +248,15 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     print(f"{cfg.name}: {model.count_params():,} parameters, vocabulary {vocab.size}, "
           f"{stats['captions']['train']} training captions, data {data_dir}")
     training = fit(model, cfg, data_dir, output, stats, verbose=verbose)
+    blind_model = None
+    if cfg.train.baselines:
+        # Every worker trains the blind baseline too: its gradients are all-reduced across workers.
+        with strategy.scope():
+            blind_model = build_model(cfg, vocab.size, word_counts, blind=True)
+        blind_training = fit(blind_model, cfg, data_dir, output, stats, blind=True, verbose=verbose)
+    if not chief:
+        print(f"worker done after {training['steps']} steps; the chief evaluates and writes metrics.json")
+        return {"training": training}
     model.save(os.path.join(output, "model.keras"))
 
     image_size, feature_dim = cfg.data.image_size, cfg.data.feature_dim
@@ -216,11 +264,8 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     rows = {cfg.name: evaluate.public_metrics(scores)}
     result = {"preset": cfg.name, "split": "test", "beam_size": cfg.decode.beam_size,
               "data_dir": data_dir, "model": rows[cfg.name], "training": training, "baselines": {}}
-    if cfg.train.baselines:
-        with strategy.scope():
-            blind_model = build_model(cfg, vocab.size, word_counts)
-        result["baselines"]["blind_training"] = fit(blind_model, cfg, data_dir, output, stats, blind=True,
-                                                    verbose=verbose)
+    if blind_model is not None:
+        result["baselines"]["blind_training"] = blind_training
         result["baselines"]["blind"] = evaluate.public_metrics(evaluate.evaluate_captioner(
             blind_model, vocab, data_dir, "test", cfg.decode, image_size, feature_dim, blind=True))
         blind_model.save(os.path.join(output, "blind.keras"))

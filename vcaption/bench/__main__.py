@@ -7,6 +7,8 @@ import sys
 
 BENCHMARKS = {
     "preprocess": "vcaption.bench.preprocess",
+    "decode": "vcaption.bench.decode",
+    "train": "vcaption.bench.train",
 }
 
 

@@ -1,0 +1,214 @@
+"""Training throughput of LRCN-2f on precomputed features, against the machine's GEMM peaks.
+
+    python -m vcaption.bench train [--hidden 1000] [--vocab 9000] [--steps 16] [--batch 100]
+        [--features 4096] [--iterations 3] [--windows 3] [--dtype both|float32|mixed_bfloat16]
+        [--jit auto|on|off] [--no-baseline]
+
+One process, one run: measures the float32 and bfloat16 GEMM peaks (a repeated square `tf.matmul`),
+then trains `LRCNCaptioner(variant="2f")` on random data (all tokens non-pad, so every step
+counts) with the training script's optimizer (Adam, clipvalue=5) and loss (`MaskedCaptionLoss`)
+through a compiled `train_on_batch`, for each dtype policy, plus a naive Keras model
+(`keras.layers.LSTM`, float32) of the same sizes. Each row reports examples/s (median over
+`--windows` timed windows of `--iterations` steps each, after warm-up) and the achieved GFLOP/s
+from the analytic model FLOPs (`model_flops`), also as a fraction of the float32 GEMM peak.
+
+The machine is shared: compare the rows with each other and with the peaks of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def model_flops(hidden: int, vocab: int, steps: int, features: int, embedding: int | None = None,
+                image_embedding: int | None = None) -> dict:
+    """Analytic FLOPs of one LRCN-2f LSTM caption (forward; training = 3x), 2·m·n·k per matmul.
+
+    Per example: image embedding F->D_v; image projection D_v->4H (once per caption); word
+    embedding lookup (0); input projections E->4H (layer 1) and H->4H (layer 2) for all T steps;
+    recurrent h·U H->4H for T steps and both layers; output projection H->V for T steps.
+    Element-wise work (gates, softmax, Adam) is not counted.
+    """
+    embedding = embedding or hidden
+    image_embedding = image_embedding or hidden
+    gates = 4 * hidden
+    terms = {
+        "image_embedding": 2 * features * image_embedding,
+        "image_projection": 2 * image_embedding * gates,
+        "input_projection_1": 2 * steps * embedding * gates,
+        "input_projection_2": 2 * steps * hidden * gates,
+        "recurrent": 2 * 2 * steps * hidden * gates,
+        "output_projection": 2 * steps * hidden * vocab,
+    }
+    forward = sum(terms.values())
+    return {"terms": terms, "forward": forward, "train": 3 * forward}
+
+
+def gemm_peak(dtype: str, n: int = 2048, repeats: int = 4, trials: int = 5) -> float:
+    """GFLOP/s of a square n×n×n `tf.matmul` in `dtype`, best of `trials` (each `repeats` matmuls)."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal([n, n]), dtype)
+    b = tf.cast(tf.random.normal([n, n]), dtype)
+
+    @tf.function
+    def run(a, b):
+        acc = tf.zeros([n, n], dtype)
+        for _ in range(repeats):
+            acc = acc + tf.matmul(a, b)
+        return tf.reduce_sum(tf.cast(acc[:1, :1], tf.float32))
+
+    run(a, b).numpy()
+    best = float("inf")
+    for _ in range(trials):
+        start = time.perf_counter()
+        run(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return repeats * 2 * n ** 3 / best / 1e9
+
+
+def random_batch(batch: int, steps: int, vocab: int, features: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    inputs = {
+        "visual": rng.standard_normal((batch, features)).astype("float32"),
+        "caption_in": rng.integers(4, vocab, (batch, steps)).astype("int32"),
+    }
+    targets = rng.integers(4, vocab, (batch, steps)).astype("int32")  # no pads: every step counts
+    return inputs, targets
+
+
+def naive_keras_model(vocab: int, hidden: int, steps: int, features: int, dropout: float = 0.5):
+    """LRCN-2f written the obvious way: `keras.layers.LSTM`, image concatenated at every step."""
+    import keras
+
+    visual = keras.Input(shape=(features,), name="visual")
+    caption_in = keras.Input(shape=(steps,), dtype="int32", name="caption_in")
+    image = keras.layers.Dense(hidden, name="image_embedding")(visual)
+    image = keras.layers.Dropout(dropout)(image)
+    image = keras.layers.RepeatVector(steps)(image)  # [B, T, D_v]
+    x = keras.layers.Embedding(vocab, hidden, name="word_embedding")(caption_in)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.LSTM(hidden, return_sequences=True, name="lstm_1")(x)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Concatenate()([x, image])
+    x = keras.layers.LSTM(hidden, return_sequences=True, name="lstm_2")(x)
+    x = keras.layers.Dropout(dropout)(x)
+    logits = keras.layers.Dense(vocab, name="logits")(x)
+    return keras.Model({"visual": visual, "caption_in": caption_in}, logits)
+
+
+def lrcn_model(vocab: int, hidden: int, features: int, dtype: str):
+    from vcaption.models.lrcn import LRCNCaptioner
+
+    return LRCNCaptioner(vocab, variant="2f", cell="lstm", hidden_units=hidden,
+                         embedding_dim=hidden, image_embedding_dim=hidden, encoder="features",
+                         feature_dim=features, dropout=0.5,
+                         dtype=None if dtype == "float32" else dtype)
+
+
+def time_training(model, inputs, targets, *, jit: bool, iterations: int, windows: int,
+                  warmup: int = 2) -> dict:
+    """Compiles `model` like `vcaption.train` (Adam clipvalue=5, MaskedCaptionLoss) and times
+    `train_on_batch`: examples/s per window of `iterations` steps, after `warmup` steps."""
+    import keras
+
+    from vcaption.losses import MaskedCaptionLoss
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, clipvalue=5.0), loss=MaskedCaptionLoss(),
+                  jit_compile=jit)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        loss = model.train_on_batch(inputs, targets)
+    warmup_seconds = time.perf_counter() - start
+    batch = len(targets)
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            loss = model.train_on_batch(inputs, targets)
+        rates.append(iterations * batch / (time.perf_counter() - start))
+    if not np.isfinite(loss):
+        raise RuntimeError(f"non-finite loss {loss}")
+    return {"examples_per_s": statistics.median(rates), "windows": [round(r, 1) for r in rates],
+            "warmup_s": round(warmup_seconds, 1), "loss": round(float(loss), 3)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vcaption.bench train")
+    parser.add_argument("--hidden", type=int, default=1000)
+    parser.add_argument("--vocab", type=int, default=9000)
+    parser.add_argument("--steps", type=int, default=16, help="caption length T")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--features", type=int, default=4096)
+    parser.add_argument("--iterations", type=int, default=3, help="train steps per timed window")
+    parser.add_argument("--windows", type=int, default=3, help="timed windows (median reported)")
+    parser.add_argument("--dtype", choices=("both", "float32", "mixed_bfloat16"), default="both")
+    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                        help="XLA for the LRCN train step; auto = the faster setting per dtype")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the keras.layers.LSTM row")
+    args = parser.parse_args(argv)
+
+    import keras
+    import tensorflow as tf
+
+    flops = model_flops(args.hidden, args.vocab, args.steps, args.features)
+    peaks = {"float32": gemm_peak("float32"), "bfloat16": gemm_peak("bfloat16")}
+    inputs, targets = random_batch(args.batch, args.steps, args.vocab, args.features)
+
+    dtypes = ("float32", "mixed_bfloat16") if args.dtype == "both" else (args.dtype,)
+    # auto: XLA measured slower for float32 and faster for mixed_bfloat16 here (see the report).
+    auto_jit = {"float32": False, "mixed_bfloat16": True}
+    runs = [("LRCN-2f", dtype, auto_jit[dtype] if args.jit == "auto" else args.jit == "on")
+            for dtype in dtypes]
+    if not args.no_baseline:
+        runs.append(("naive keras.layers.LSTM", "float32", False))
+
+    rows = []
+    for name, dtype, jit in runs:
+        keras.utils.clear_session(free_memory=True)
+        keras.utils.set_random_seed(0)
+        if name == "LRCN-2f":
+            model = lrcn_model(args.vocab, args.hidden, args.features, dtype)
+        else:
+            model = naive_keras_model(args.vocab, args.hidden, args.steps, args.features)
+        result = time_training(model, inputs, targets, jit=jit, iterations=args.iterations,
+                               windows=args.windows)
+        gflops = result["examples_per_s"] * flops["train"] / 1e9
+        rows.append({"model": name, "dtype": dtype, "jit_compile": jit,
+                     "examples_per_s": round(result["examples_per_s"], 1),
+                     "gflop_per_s": round(gflops, 1),
+                     "fraction_of_fp32_peak": round(gflops / peaks["float32"], 3),
+                     "fraction_of_bf16_peak": round(gflops / peaks["bfloat16"], 3),
+                     "windows": result["windows"], "warmup_s": result["warmup_s"],
+                     "loss": result["loss"]})
+        del model
+
+    print(f"LRCN-2f H={args.hidden} V={args.vocab} T={args.steps} batch={args.batch} "
+          f"F={args.features}: {flops['train'] / 1e9:.3f} GFLOP per training example "
+          f"(forward {flops['forward'] / 1e9:.3f}, x3)")
+    print(f"GEMM peak ({2048}^3 tf.matmul): float32 {peaks['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {peaks['bfloat16']:.0f} GFLOP/s")
+    header = f"{'model':<24} {'dtype':<15} {'xla':<4} {'ex/s':>7} {'GFLOP/s':>8} " \
+             f"{'%fp32pk':>8} {'%bf16pk':>8}  windows (ex/s)"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['model']:<24} {row['dtype']:<15} {'on' if row['jit_compile'] else 'off':<4} "
+              f"{row['examples_per_s']:>7.1f} {row['gflop_per_s']:>8.1f} "
+              f"{100 * row['fraction_of_fp32_peak']:>7.1f}% {100 * row['fraction_of_bf16_peak']:>7.1f}%"
+              f"  {row['windows']}")
+    print(json.dumps({
+        "benchmark": "train", "hidden": args.hidden, "vocab": args.vocab, "steps": args.steps,
+        "batch": args.batch, "features": args.features,
+        "flops_per_example": {"forward": flops["forward"], "train": flops["train"],
+                              "terms": flops["terms"]},
+        "gemm_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "rows": rows,
+    }))
+    return 0

@@ -1,0 +1,399 @@
+"""Hermetic SavedModel export of a captioner, with in-graph image decoding and caption decoding.
+
+    python -m vcaption.export --run runs/lrcn_2f [--beam-size K] [--n-best N]
+                              [--output saved_models] [--name NAME]
+
+writes `<output>/<name>/<version>/`, a SavedModel that takes encoded image bytes and returns
+caption strings and scores (DESIGN rule 5). Versions are integers, never overwritten: the next
+version is the largest existing one + 1, written to a hidden temporary directory first and
+renamed into place, so TF Serving (which polls `<name>/` for integer directories) never sees a
+half-written export.
+
+What the SavedModel holds:
+
+* the model's variables, captured by plain `tf.function`s of a `tf.Module` — no Keras object is
+  saved, so loading needs `tensorflow` only (never `keras`, never `vcaption`);
+* the vocabulary file as an asset (`assets/vocab.txt`), through the `text.Vocabulary` tables;
+* `assets.extra/tf_serving_warmup_requests`: one `PredictionLog` whose `PredictRequest` runs
+  `serving_default` on a small generated JPEG, so TF Serving traces the graph before traffic.
+
+Signatures (batch = any size, N = `DecodeConfig.n_best`):
+
+| signature          | inputs                                              | outputs                    |
+|--------------------|-----------------------------------------------------|----------------------------|
+| `serving_default`  | `image_bytes` string[batch]                         | `captions` string[batch, N], `scores` float32[batch, N] |
+| `caption_features` | `features` float32[batch, F]                        | same                       |
+| `caption_sample`   | `image_bytes` string[batch], `temperature` float32[], `num_samples` int32[] | same |
+
+* `serving_default`: each image goes through `vcaption.images.preprocess_image` (decode, refuse
+  non-images / empty strings / images whose header claims more than `max_pixels` pixels with an
+  InvalidArgumentError naming the problem, resize to S×S), then the model's encoder, then
+  `vcaption.decoding.beam_search` (width `beam_size`, `max_length`, `alpha`). `scores` are the
+  beam-search ranking key, log P(Y|I) / lp(Y) with lp(Y) = ((5 + |Y|) / 6) ** alpha and |Y| the
+  generated tokens including <end> (alpha = 0: the raw log-probability). Captions are sorted
+  best first; a slot the search could not fill has caption "" and score -inf.
+* `caption_features`: the same beam search from *encoder outputs*, skipping the CNN: for
+  `encoder="features"` the precomputed features (F = `feature_dim`), for image encoders what
+  `model.encoder(images)` returns (F = the encoder's output width, e.g. 256 for `small_cnn`).
+* `caption_sample`: best-of-N sampling (LRCN §5): `num_samples` captions are drawn per image
+  from softmax(logits / temperature) — `temperature` is a true temperature T (> 1 flattens,
+  < 1 sharpens), i.e. `decoding.sample`'s inverse temperature is 1 / T — and the N most likely
+  *distinct* samples are returned, scored by their untempered log-likelihood log P(Y|I) (no
+  length normalisation). Fewer distinct samples than N (always so when num_samples < N) leave
+  slots with caption "" and score -inf. `num_samples` is dynamic in [1, `MAX_SAMPLES`];
+  `temperature` must be > 0. Randomness is stateless with a fixed seed: a request is
+  reproducible, but an image's samples depend on its row in the batch.
+
+Op allowlist: the graph uses core TensorFlow ops only (`text.py` avoids tf-text), so
+`SERVING_EXTRA_OPS` — ops outside core TF that the stock TF Serving model server links in
+(tf-text) and that an export may use — is empty. `tests/test_export.py` checks every op type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+
+import tensorflow as tf
+
+from vcaption import decoding, images, text
+from vcaption.config import DecodeConfig
+
+# Ops outside core TensorFlow that an export may contain because the stock TF Serving model
+# server links them in (it bundles tf-text's kernels). Empty: `vcaption.text` uses core ops only.
+SERVING_EXTRA_OPS: frozenset[str] = frozenset()
+
+# Ops that call back into the Python interpreter: never allowed in an export.
+PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+
+# Upper bound on `caption_sample`'s num_samples: the decoding state grows as batch × num_samples.
+MAX_SAMPLES = 256
+SAMPLE_SEED = (0, 0)
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+SIGNATURES = ("serving_default", "caption_features", "caption_sample")
+
+
+class CaptionerServingModule(tf.Module):
+    """A captioner wrapped for serving: raw inputs in, caption strings and scores out.
+
+    Only plain TensorFlow objects are tracked — the model's variables (as a list) and the
+    `Vocabulary` lookup tables (whose vocabulary file becomes an asset) — and the Keras model is
+    reached through closures at tracing time only, so the SavedModel contains traced graphs and
+    no Keras or vcaption objects.
+
+    Args:
+        model: a captioner with the step API (`CaptionerBase`: `encoder`, `encode_visual`,
+            `initial_state_from_features`, `step`, `vocab_size`).
+        vocabulary: `text.Vocabulary` built from a file (so that it travels as an asset).
+        image_size: side S the model's image encoder expects (ignored for `encoder="features"`).
+        decode: beam width, max length, alpha and N (`n_best`) of the returned lists.
+        max_pixels: images whose header claims more pixels are refused before decoding.
+
+    Example:
+    ```python
+    module = CaptionerServingModule(model, text.Vocabulary("vocab.txt"), 64, DecodeConfig())
+    out = module.serve(tf.constant([jpeg_bytes]))  # {"captions": [1, 3], "scores": [1, 3]}
+    ```
+    """
+
+    def __init__(self, model, vocabulary: text.Vocabulary, image_size: int | None,
+                 decode: DecodeConfig, max_pixels: int = images.DEFAULT_MAX_PIXELS):
+        super().__init__(name="captioner")
+        if vocabulary.size != model.vocab_size:
+            raise ValueError(f"vocabulary has {vocabulary.size} tokens but the model predicts "
+                             f"{model.vocab_size}")
+        if not 1 <= decode.n_best <= decode.beam_size:
+            raise ValueError(f"need 1 <= n_best <= beam_size, got {decode}")
+        self.vocabulary = vocabulary
+        # Tracking the variables (not the model) keeps Keras out of the object graph.
+        self.model_variables = list(model.variables)
+        self.image_size = image_size
+        n_best, max_length = decode.n_best, decode.max_length
+        takes_images = model.encoder_name != "features"
+        if takes_images and not image_size:
+            raise ValueError("an image encoder needs image_size")
+        feature_dim = int(model.encoder.output.shape[-1])
+
+        def to_strings(ids, scores):
+            # ids [batch, N, length] -> captions [batch, N]
+            batch = tf.shape(ids)[0]
+            flat = tf.reshape(ids, [-1, max_length])  # [batch * N, length]
+            captions = tf.reshape(vocabulary.decode(flat), [batch, n_best])  # [batch, N]
+            return {"captions": captions, "scores": scores}
+
+        def beam(state):
+            result = decoding.beam_search(
+                model.step, state, model.vocab_size, decode.beam_size, max_length,
+                n_best=n_best, alpha=decode.alpha)
+            return to_strings(result.ids, result.scores)
+
+        def visual_from_bytes(image_bytes):
+            pixels = tf.map_fn(
+                lambda encoded: images.preprocess_image(encoded, image_size, max_pixels),
+                image_bytes,
+                fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+            return tf.cast(pixels, tf.float32)  # [batch, S, S, 3], 0..255 as in training
+
+        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+        @tf.function(input_signature=[bytes_spec])
+        def serve(image_bytes):
+            return beam(model.initial_state(model.encode_visual(visual_from_bytes(image_bytes))))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, feature_dim], tf.float32,
+                                                    name="features")])
+        def caption_features(features):
+            return beam(model.initial_state_from_features(features))
+
+        @tf.function(input_signature=[bytes_spec,
+                                      tf.TensorSpec([], tf.float32, name="temperature"),
+                                      tf.TensorSpec([], tf.int32, name="num_samples")])
+        def caption_sample(image_bytes, temperature, num_samples):
+            checks = [
+                tf.debugging.assert_positive(temperature, message="temperature must be > 0"),
+                tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1"),
+                tf.debugging.assert_less_equal(
+                    num_samples, MAX_SAMPLES, message=f"num_samples must be <= {MAX_SAMPLES}"),
+            ]
+            with tf.control_dependencies(checks):
+                num_samples = tf.identity(num_samples)
+            state = model.initial_state(model.encode_visual(visual_from_bytes(image_bytes)))
+            result = _best_of_n(model.step, state, max_length, num_samples, 1.0 / temperature,
+                                n_best)
+            return to_strings(result.ids, result.scores)
+
+        self.serve = serve
+        self.caption_features = caption_features
+        self.caption_sample = caption_sample
+        if not takes_images:
+            # Raw bytes mean nothing to a features model: only `caption_features` is served.
+            self.serve = self.caption_sample = None
+
+    def signatures(self) -> dict:
+        """Concrete functions by signature name (the image ones only for image encoders)."""
+        out = {"caption_features": self.caption_features.get_concrete_function()}
+        if self.serve is not None:
+            out["serving_default"] = self.serve.get_concrete_function()
+            out["caption_sample"] = self.caption_sample.get_concrete_function()
+        else:
+            out["serving_default"] = out["caption_features"]
+        return out
+
+
+def _best_of_n(step_fn, state, max_length, num_samples, inverse_temperature, n_best):
+    """`decoding.sample` with a *dynamic* num_samples (a scalar tensor) -> `DecodeResult`.
+
+    `decoding.sample` needs a Python int. Tiling the state num_samples times here and drawing one
+    sample per row gives bit-identical draws — its rows are laid out the same way
+    (`tile_state`, example-major) and share the stateless per-step seed — so only the ranking
+    (drop duplicates, keep the n_best most likely) is redone with a dynamic width.
+    """
+    batch = tf.shape(tf.nest.flatten(state)[0])[0]
+    tiled = decoding.tile_state(state, num_samples)  # leaves [batch * samples, ...]
+    draws = decoding.sample(step_fn, tiled, max_length, num_samples=1,
+                            inverse_temperature=inverse_temperature, seed=SAMPLE_SEED)
+    ids = tf.reshape(draws.ids, [batch, num_samples, max_length])  # [batch, samples, length]
+    log_probs = tf.reshape(draws.log_probs, [batch, num_samples])  # [batch, samples]
+    lengths = tf.reshape(draws.lengths, [batch, num_samples])  # [batch, samples]
+
+    # Keep the first occurrence of each distinct sample, as `decoding.sample` does.
+    same = tf.reduce_all(
+        tf.equal(ids[:, :, tf.newaxis, :], ids[:, tf.newaxis, :, :]), axis=-1)  # [batch, s, s]
+    earlier = tf.linalg.band_part(tf.ones([num_samples, num_samples], tf.bool), -1, 0)
+    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(num_samples, dtype=tf.bool)))
+    duplicate = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=-1)  # [batch, s]
+    neg_inf = tf.constant(-float("inf"))
+    key = tf.where(duplicate, neg_inf, log_probs)
+
+    # n_best unfilled columns make top_k valid when num_samples < n_best.
+    key = tf.concat([key, tf.fill([batch, n_best], neg_inf)], axis=1)  # [batch, s + n]
+    ids = tf.concat([ids, tf.zeros([batch, n_best, max_length], ids.dtype)], axis=1)
+    lengths = tf.concat([lengths, tf.zeros([batch, n_best], lengths.dtype)], axis=1)
+    top_keys, top_index = tf.math.top_k(key, k=n_best)  # [batch, n]
+    filled = top_keys > neg_inf
+    ids = tf.gather(ids, top_index, batch_dims=1)  # [batch, n, length]
+    return decoding.DecodeResult(
+        ids=tf.where(filled[:, :, tf.newaxis], ids, decoding.PAD_ID),
+        scores=top_keys,
+        log_probs=top_keys,
+        lengths=tf.where(filled, tf.gather(lengths, top_index, batch_dims=1), 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing exports.
+
+
+def warmup_jpeg(size: int = 32) -> bytes:
+    """A small generated RGB JPEG (a colour gradient) for warmup requests and smoke tests."""
+    ramp = tf.cast(tf.linspace(0.0, 255.0, size), tf.uint8)
+    red = tf.tile(ramp[tf.newaxis, :], [size, 1])  # [size, size]
+    green = tf.transpose(red)
+    blue = tf.fill([size, size], tf.constant(128, tf.uint8))
+    return images.encode_jpeg(tf.stack([red, green, blue], axis=-1)).numpy()
+
+
+def write_warmup_requests(export_dir: str, name: str, jpegs=None) -> str:
+    """Writes `assets.extra/tf_serving_warmup_requests`: TFRecords of `PredictionLog`s.
+
+    Args:
+        export_dir: the SavedModel version directory.
+        name: the model name TF Serving serves it under (`model_spec.name`).
+        jpegs: list of encoded images for one request; default one generated JPEG.
+
+    Returns:
+        The warmup file path.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    jpegs = [warmup_jpeg()] if jpegs is None else list(jpegs)
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
+    request.inputs["image_bytes"].CopyFrom(
+        tf.make_tensor_proto(jpegs, dtype=tf.string, shape=[len(jpegs)]))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+    extra = os.path.join(export_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    path = os.path.join(extra, WARMUP_FILE)
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
+    return path
+
+
+def saved_model_op_types(export_dir: str) -> set[str]:
+    """Every op type in a SavedModel: its graphs and every function of their libraries."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        graph = meta_graph.graph_def
+        functions = {fn.signature.name for fn in graph.library.function}
+        ops.update(node.op for node in graph.node)
+        for fn in graph.library.function:
+            ops.update(node.op for node in fn.node_def)
+        ops -= functions  # a node may call a library function by name
+    return ops
+
+
+def check_ops(export_dir: str) -> None:
+    """Raises ValueError if the export has an op plain TensorFlow lacks or one that runs Python."""
+    from tensorflow.python.framework import op_def_registry
+
+    ops = saved_model_op_types(export_dir)
+    python = ops & PYTHON_OPS
+    unknown = {op for op in ops - SERVING_EXTRA_OPS if op_def_registry.get(op) is None}
+    if python or unknown:
+        raise ValueError(f"export {export_dir} uses ops the model server lacks: "
+                         f"python={sorted(python)} unregistered={sorted(unknown)}")
+
+
+def _versions(model_root: str) -> list[int]:
+    if not tf.io.gfile.isdir(model_root):
+        return []
+    names = [entry.rstrip("/") for entry in tf.io.gfile.listdir(model_root)]
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def export_captioner(model, vocab_path: str, export_dir_root: str, name: str,
+                     image_size: int | None, decode: DecodeConfig = DecodeConfig(),
+                     max_pixels: int = images.DEFAULT_MAX_PIXELS) -> str:
+    """Exports `model` as `<export_dir_root>/<name>/<version>/` and returns that path.
+
+    The version is the largest existing integer version + 1 (1 for the first export); earlier
+    versions are never touched. The SavedModel is written to a hidden temporary directory next
+    to the versions and renamed into place, so a server polling the directory never loads a
+    partial export.
+
+    Args:
+        model: a trained captioner (`LRCNCaptioner`, `KarpathyMultimodalRNN`, `MaoMultimodalRNN`).
+        vocab_path: the run's `vocab.txt`; copied into the export as an asset.
+        export_dir_root: root of the versioned exports (e.g. "saved_models").
+        name: model name (the TF Serving model name).
+        image_size: side S the model was trained on (None for `encoder="features"`).
+        decode: beam width, max length, alpha and N.
+        max_pixels: refuse images whose header claims more pixels than this.
+
+    Returns:
+        The new version directory.
+
+    Example:
+    ```python
+    path = export_captioner(model, "data/vocab.txt", "saved_models", "lrcn_2f", 64,
+                            DecodeConfig(beam_size=3, n_best=3))
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([jpeg]))
+    ```
+    """
+    module = CaptionerServingModule(model, text.Vocabulary(vocab_path), image_size, decode,
+                                    max_pixels)
+    model_root = os.path.join(export_dir_root, name)
+    tf.io.gfile.makedirs(model_root)
+    tmp = os.path.join(model_root, f".tmp-{uuid.uuid4().hex}")  # not an integer: servers skip it
+    try:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        if model.encoder_name != "features":
+            write_warmup_requests(tmp, name)
+        check_ops(tmp)
+        for _ in range(100):  # another exporter may claim the same version: take the next
+            existing = _versions(model_root)
+            target = os.path.join(model_root, str((existing[-1] if existing else 0) + 1))
+            try:
+                tf.io.gfile.rename(tmp, target, overwrite=False)
+                return target
+            except (tf.errors.AlreadyExistsError, OSError):
+                continue
+        raise RuntimeError(f"could not claim a version under {model_root}")
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.rmtree(tmp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+
+def export_run(run_dir: str, output: str = "saved_models", name: str | None = None,
+               beam_size: int | None = None, n_best: int | None = None) -> str:
+    """Exports a training run directory (`model.keras` + `config.json`); returns the path."""
+    import keras
+
+    from vcaption.models import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
+
+    with tf.io.gfile.GFile(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    decode = DecodeConfig(**config.get("decode", {}))
+    overrides = {k: v for k, v in (("beam_size", beam_size), ("n_best", n_best)) if v is not None}
+    if overrides:
+        decode = DecodeConfig(**{**decode.__dict__, **overrides})
+    if decode.n_best > decode.beam_size:
+        decode = DecodeConfig(**{**decode.__dict__, "n_best": decode.beam_size})
+    name = name or (config.get("export") or {}).get("name") or config["name"]
+    image_size = model.image_size or config.get("data", {}).get("image_size")
+    return export_captioner(model, os.path.join(config["data_dir"], "vocab.txt"), output, name,
+                            image_size, decode)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vcaption.export", description=__doc__.split(
+        "\n\n")[0])
+    parser.add_argument("--run", required=True, help="training run directory")
+    parser.add_argument("--beam-size", type=int, default=None, help="default: the run's decode")
+    parser.add_argument("--n-best", type=int, default=None, help="captions returned per image")
+    parser.add_argument("--output", default="saved_models", help="root of <name>/<version>/")
+    parser.add_argument("--name", default=None, help="model name; default: the preset name")
+    args = parser.parse_args(argv)
+    path = export_run(args.run, args.output, args.name, args.beam_size, args.n_best)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
