@@ -38,7 +38,7 @@ def test_small_cnn_vector_and_spatial():
     assert tuple(features.shape) == (BATCH, 12)
     assert encoder.trainable_weights
     spatial = encoders.build_encoder("small_cnn", 16, feature_dim=12, spatial=True)
-    # Strided stem (/2) and two pooled blocks (/4): an S/8 grid of the last block's 64 channels.
+    # Four blocks, the last one unpooled: an S/8 grid of the last block's 64 channels.
     assert tuple(spatial(_images(16)).shape) == (BATCH, 2, 2, 64)
     # Pixels go in as 0..255: the network rescales them itself.
     assert encoder.get_layer("rescale").scale == pytest.approx(1 / 255)

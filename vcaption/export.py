@@ -44,6 +44,9 @@ Signatures (batch = any size, N = `DecodeConfig.n_best`):
   `temperature` must be > 0. Randomness is stateless with a fixed seed: a request is
   reproducible, but an image's samples depend on its row in the batch.
 
+A model with `encoder="features"` has no image path: its `serving_default` is
+`caption_features`, and it has neither `caption_sample` nor a warmup file.
+
 Op allowlist: the graph uses core TensorFlow ops only (`text.py` avoids tf-text), so
 `SERVING_EXTRA_OPS` — ops outside core TF that the stock TF Serving model server links in
 (tf-text) and that an export may use — is empty. `tests/test_export.py` checks every op type.

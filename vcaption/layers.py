@@ -393,4 +393,9 @@ class CaptionerBase(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # A saved model carries its trained weights: do not fetch pretrained ones again on load
+        # (offline that would fail), but keep reporting what the model was initialised from.
+        weights = config.get("encoder_weights")
+        model = cls(**{**config, "encoder_weights": None})
+        model.encoder_weights = weights
+        return model

@@ -338,3 +338,16 @@ def test_mixed_float16_compiles_with_loss_scaling():
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     inputs = make_inputs(model)
     assert model(inputs, training=False).dtype == "float32"
+
+
+def test_from_config_does_not_fetch_pretrained_weights_again():
+    """A saved model's config says encoder_weights="imagenet"; loading must not download them (the
+    trained weights are in the file), which offline would fail."""
+    from vcaption.models.lrcn import LRCNCaptioner
+
+    model = LRCNCaptioner(vocab_size=9, hidden_units=4, embedding_dim=4, image_embedding_dim=4,
+                          encoder="mobilenetv3small", image_size=32)
+    config = {**model.get_config(), "encoder_weights": "imagenet"}
+    restored = LRCNCaptioner.from_config(config)
+    assert restored.encoder_weights == "imagenet"
+    assert restored.get_config()["encoder_weights"] == "imagenet"

@@ -1,0 +1,118 @@
+"""python -m vcaption.train on tiny built-in data: metrics.json, resume after kill -9, two workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vcaption import config as config_lib
+from vcaption import train
+
+TINY = ["--set", "model.hidden_units=16", "--set", "model.embedding_dim=8",
+        "--set", "model.image_embedding_dim=8", "--set", "model.image_size=32",
+        "--set", "data.image_size=32", "--set", "decode.max_length=8"]
+
+
+def _command(data_dir, output, *extra):
+    return [sys.executable, "-m", "vcaption.train", "--data", str(data_dir), "--output", str(output),
+            "--quiet", *TINY, *extra]
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_overrides_reach_every_section():
+    cfg = config_lib.apply_overrides(config_lib.get_preset("lrcn_2u"), [
+        "train.epochs=3", "model.hidden_units=32", "train.optimizer=sgd", "data.feature_dim=None"])
+    assert (cfg.train.epochs, cfg.model_args["hidden_units"], cfg.train.optimizer) == (3, 32, "sgd")
+    assert cfg.model_args["variant"] == "2u"
+    with pytest.raises(ValueError, match="unknown setting"):
+        config_lib.apply_overrides(cfg, ["train.epoch=3"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        config_lib.get_preset("lrcn_3x")
+
+
+def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_path):
+    args = train.parse_args(["--data", str(shapes_records), "--epochs", "1", "--batch-size", "16",
+                             *TINY, "--set", "decode.beam_size=2"])
+    result = train.run(train.config_from_args(args), str(tmp_path / "run"), verbose=0)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    keys = {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert keys | {"perplexity"} <= set(written["model"])
+    assert keys | {"perplexity"} <= set(written["baselines"]["blind"])
+    assert keys <= set(written["baselines"]["nearest_neighbour"])
+    assert written["beam_size"] == 2 and written["split"] == "test"
+    steps_per_epoch = -(-train.read_stats(str(shapes_records))["captions"]["train"] // 16)
+    assert written["training"]["steps"] == steps_per_epoch
+    for name in ("model.keras", "blind.keras", "results_test.json", "caption_grid_test.png",
+                 "training_curves.png", "history.csv", "config.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert os.listdir(tmp_path / "run" / "logs")  # TensorBoard
+
+
+def _history_epochs(output) -> list[int]:
+    with open(os.path.join(output, "history.csv")) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_kill_9_then_same_command_resumes_from_last_checkpoint(shapes_records, tmp_path):
+    output = tmp_path / "run"
+    command = _command(shapes_records, output, "--epochs", "6", "--batch-size", "16",
+                       "--set", "train.checkpoint_every=15", "--set", "train.baselines=False")
+    metadata = output / "backup" / "training_metadata.json"
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", -1) >= 1:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_after = len(_history_epochs(output))
+    assert killed_after >= 2
+
+    finished = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"Resuming from the checkpoint after interval {killed_after}" in finished.stdout
+    epochs = _history_epochs(output)
+    # The interval counter continues where the killed run stopped: no interval is run twice.
+    assert epochs == list(range(len(epochs))) and epochs[0] == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    steps_per_epoch = -(-train.read_stats(str(shapes_records))["captions"]["train"] // 16)
+    assert metrics["training"]["steps"] >= 6 * steps_per_epoch  # the step counter was restored
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_local_workers_complete_a_short_multi_worker_training(shapes_records, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    output = tmp_path / "run"
+    command = _command(shapes_records, output, "--epochs", "1", "--batch-size", "16",
+                       "--strategy", "multi_worker", "--set", "train.baselines=False")
+    processes = [subprocess.Popen(
+        command, env={**_env(), "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=900)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "worker done" in outputs[1]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["training"]["steps"] >= 1 and "CIDEr" in metrics["model"]
+    assert (output / "workers" / "worker_1").exists()  # the second worker checkpointed apart
