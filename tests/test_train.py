@@ -18,7 +18,7 @@ from vcaption import train
 
 TINY = ["--set", "model.hidden_units=16", "--set", "model.embedding_dim=8",
         "--set", "model.image_embedding_dim=8", "--set", "model.image_size=32",
-        "--set", "data.image_size=32", "--set", "decode.max_length=8"]
+        "--set", "data.image_size=32", "--set", "decode.max_length=8", "--set", "export.saved_models_dir=''"]
 
 
 def _command(data_dir, output, *extra):
@@ -41,9 +41,11 @@ def test_overrides_reach_every_section():
         config_lib.get_preset("lrcn_3x")
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_path):
     args = train.parse_args(["--data", str(shapes_records), "--epochs", "1", "--batch-size", "16",
-                             *TINY, "--set", "decode.beam_size=2"])
+                             *TINY, "--set", "decode.beam_size=2",
+                             "--set", f"export.saved_models_dir={str(tmp_path / 'saved')!r}"])
     result = train.run(train.config_from_args(args), str(tmp_path / "run"), verbose=0)
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == json.loads(json.dumps(result))
@@ -58,6 +60,8 @@ def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_pa
                  "training_curves.png", "history.csv", "config.json"):
         assert (tmp_path / "run" / name).exists(), name
     assert os.listdir(tmp_path / "run" / "logs")  # TensorBoard
+    assert written["export"] == str(tmp_path / "saved" / "lrcn_2f" / "1")
+    assert (tmp_path / "saved" / "lrcn_2f" / "1" / "saved_model.pb").exists()
 
 
 def _history_epochs(output) -> list[int]:

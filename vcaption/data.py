@@ -119,7 +119,9 @@ def _video_dataset(serialized, batch_size, image_size, num_frames, training, see
         missing = num_frames - tf.shape(frames)[0]
         frames = tf.concat([frames, tf.repeat(frames[-1:], missing, axis=0)], axis=0)  # [F, S, S, 3]
         ids = tf.cast(parsed["caption_ids"], tf.int32)
-        pick = tf.random.stateless_uniform([], [seed or 0, 0], 0, ids.nrows(), tf.int64) if training else 0
+        # Training shows a different one of the video's descriptions each time; evaluation the first.
+        count = ids.nrows(out_type=tf.int64)
+        pick = tf.random.uniform([], 0, count, tf.int64, seed=seed) if training else tf.constant(0, tf.int64)
         caption = ids[pick]
         return {"frames": frames}, {"label": tf.cast(parsed["label_id"], tf.int32),
                                     "caption_in": caption[:-1], "caption_out": caption[1:]}

@@ -274,6 +274,13 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
         rows["blind LM"] = result["baselines"]["blind"]
         rows["nearest neighbour"] = result["baselines"]["nearest_neighbour"]
 
+    if cfg.export.saved_models_dir:
+        from vcaption import export
+
+        result["export"] = export.export_captioner(
+            model, os.path.join(data_dir, "vocab.txt"), cfg.export.saved_models_dir,
+            cfg.export.name or cfg.name, image_size, cfg.decode)
+        print(f"SavedModel -> {result['export']}")
     with open(os.path.join(output, "metrics.json"), "w") as f:
         json.dump(result, f, indent=1)
     evaluate.write_results(os.path.join(output, "results_test.json"), scores["candidates"])

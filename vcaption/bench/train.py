@@ -2,7 +2,7 @@
 
     python -m vcaption.bench train [--hidden 1000] [--vocab 9000] [--steps 16] [--batch 100]
         [--features 4096] [--iterations 3] [--windows 3] [--dtype both|float32|mixed_bfloat16]
-        [--jit auto|on|off] [--no-baseline]
+        [--jit] [--no-xla-optimizer-row] [--no-baseline]
 
 One process, one run: measures the float32 and bfloat16 GEMM peaks (a repeated square `tf.matmul`),
 then trains `LRCNCaptioner(variant="2f")` on random data (all tokens non-pad, so every step
@@ -11,6 +11,11 @@ through a compiled `train_on_batch`, for each dtype policy, plus a naive Keras m
 (`keras.layers.LSTM`, float32) of the same sizes. Each row reports examples/s (median over
 `--windows` timed windows of `--iterations` steps each, after warm-up) and the achieved GFLOP/s
 from the analytic model FLOPs (`model_flops`), also as a fraction of the float32 GEMM peak.
+
+An extra mixed_bfloat16 row uses `XLAUpdateAdam` (same arithmetic as Adam, the whole optimizer
+update one XLA cluster; the forward/backward stay on oneDNN). `--jit` compiles the whole train step
+with XLA instead (`jit_compile=True`); on this CPU XLA's dots do not use the oneDNN/AMX bf16 kernels,
+so that is several times slower for mixed_bfloat16 and no faster for float32.
 
 The machine is shared: compare the rows with each other and with the peaks of the same run.
 """
@@ -111,15 +116,36 @@ def lrcn_model(vocab: int, hidden: int, features: int, dtype: str):
                          dtype=None if dtype == "float32" else dtype)
 
 
+def xla_update_adam_class():
+    """`keras.optimizers.Adam` whose update (clipping, moments, assignments over all variables)
+    runs as one XLA-compiled function: ~40 element-wise kernels per variable become a few fused
+    loops. Numerically identical to Adam in float32. TensorFlow backend, default strategy."""
+    import keras
+    import tensorflow as tf
+
+    class XLAUpdateAdam(keras.optimizers.Adam):
+        def _backend_apply_gradients(self, grads, trainable_variables):
+            cache = self.__dict__.setdefault("_xla_updates", {})
+            key = tuple(id(v) for v in trainable_variables)
+            if key not in cache:
+                parent = super()._backend_apply_gradients
+                variables = list(trainable_variables)  # captured: Keras variables can't be args
+                cache[key] = tf.function(lambda g: parent(g, variables), jit_compile=True)
+            cache[key](list(grads))
+
+    return XLAUpdateAdam
+
+
 def time_training(model, inputs, targets, *, jit: bool, iterations: int, windows: int,
-                  warmup: int = 2) -> dict:
+                  warmup: int = 2, xla_optimizer: bool = False) -> dict:
     """Compiles `model` like `vcaption.train` (Adam clipvalue=5, MaskedCaptionLoss) and times
     `train_on_batch`: examples/s per window of `iterations` steps, after `warmup` steps."""
     import keras
 
     from vcaption.losses import MaskedCaptionLoss
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, clipvalue=5.0), loss=MaskedCaptionLoss(),
+    optimizer_class = xla_update_adam_class() if xla_optimizer else keras.optimizers.Adam
+    model.compile(optimizer=optimizer_class(1e-3, clipvalue=5.0), loss=MaskedCaptionLoss(),
                   jit_compile=jit)
     start = time.perf_counter()
     for _ in range(warmup):
@@ -148,8 +174,10 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=3, help="train steps per timed window")
     parser.add_argument("--windows", type=int, default=3, help="timed windows (median reported)")
     parser.add_argument("--dtype", choices=("both", "float32", "mixed_bfloat16"), default="both")
-    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                        help="XLA for the LRCN train step; auto = the faster setting per dtype")
+    parser.add_argument("--jit", action="store_true",
+                        help="jit_compile=True for the LRCN train steps (slower on this CPU)")
+    parser.add_argument("--no-xla-optimizer-row", action="store_true",
+                        help="skip the mixed_bfloat16 row with XLAUpdateAdam")
     parser.add_argument("--no-baseline", action="store_true", help="skip the keras.layers.LSTM row")
     args = parser.parse_args(argv)
 
@@ -161,25 +189,25 @@ def main(argv=None) -> int:
     inputs, targets = random_batch(args.batch, args.steps, args.vocab, args.features)
 
     dtypes = ("float32", "mixed_bfloat16") if args.dtype == "both" else (args.dtype,)
-    # auto: XLA measured slower for float32 and faster for mixed_bfloat16 here (see the report).
-    auto_jit = {"float32": False, "mixed_bfloat16": True}
-    runs = [("LRCN-2f", dtype, auto_jit[dtype] if args.jit == "auto" else args.jit == "on")
-            for dtype in dtypes]
+    runs = [("LRCN-2f", dtype, args.jit, False) for dtype in dtypes]
+    if "mixed_bfloat16" in dtypes and not args.no_xla_optimizer_row:
+        runs.append(("LRCN-2f +XLAUpdateAdam", "mixed_bfloat16", args.jit, True))
     if not args.no_baseline:
-        runs.append(("naive keras.layers.LSTM", "float32", False))
+        runs.append(("naive keras.layers.LSTM", "float32", False, False))
 
     rows = []
-    for name, dtype, jit in runs:
+    for name, dtype, jit, xla_optimizer in runs:
         keras.utils.clear_session(free_memory=True)
         keras.utils.set_random_seed(0)
-        if name == "LRCN-2f":
+        if name.startswith("LRCN-2f"):
             model = lrcn_model(args.vocab, args.hidden, args.features, dtype)
         else:
             model = naive_keras_model(args.vocab, args.hidden, args.steps, args.features)
         result = time_training(model, inputs, targets, jit=jit, iterations=args.iterations,
-                               windows=args.windows)
+                               windows=args.windows, xla_optimizer=xla_optimizer)
         gflops = result["examples_per_s"] * flops["train"] / 1e9
         rows.append({"model": name, "dtype": dtype, "jit_compile": jit,
+                     "xla_optimizer_update": xla_optimizer,
                      "examples_per_s": round(result["examples_per_s"], 1),
                      "gflop_per_s": round(gflops, 1),
                      "fraction_of_fp32_peak": round(gflops / peaks["float32"], 3),

@@ -1,0 +1,57 @@
+"""vcaption.data element structures for the VQA and video tasks, on the tiny built-in world."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beam_jobs import preprocess
+from vcaption import data, text
+
+
+@pytest.fixture(scope="module")
+def vqa_records(shapes_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vqa_records")
+    preprocess.run(["--format", "vqa", "--input", str(shapes_world / "vqa"), "--output", str(out),
+                    "--image-size", "32", "--min-count", "1", "--top-answers", "10"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def video_records(shapes_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("video_records")
+    preprocess.run(["--format", "msvd", "--input", str(shapes_world / "msrvtt" / "videodatainfo.json"),
+                    "--output", str(out), "--image-size", "24", "--min-count", "1", "--max-frames", "20"])
+    return out
+
+
+def test_vqa_elements_carry_soft_scores_over_the_top_answers(vqa_records):
+    answers = (vqa_records / "answers.txt").read_text().splitlines()
+    assert len(answers) == 10
+    inputs, scores = next(iter(data.make_dataset(str(vqa_records), "train", "vqa", batch_size=16,
+                                                 image_size=32, answer_vocab_size=len(answers), seed=0)))
+    assert inputs["visual"].shape == (16, 32, 32, 3) and inputs["question"].dtype == tf.int32
+    assert scores.shape == (16, 10)
+    assert np.all((scores.numpy() >= 0) & (scores.numpy() <= 1))
+    # Most shapes-world questions have a majority answer within the top 10: full credit.
+    assert np.mean(scores.numpy().max(axis=1) == 1.0) > 0.5
+
+
+def test_video_elements_are_fixed_length_clips_with_labels_and_captions(video_records):
+    labels = (video_records / "labels.txt").read_text().splitlines()
+    vocab = text.Vocabulary(str(video_records / "vocab.txt"))
+    stats = json.loads((video_records / "stats.json").read_text())
+    assert sum(stats["examples"].values()) == 12 and stats["dead_letter"]["total"] == 0
+    inputs, targets = next(iter(data.make_dataset(str(video_records), "train", "video", batch_size=4,
+                                                  image_size=24, num_frames=16, seed=0)))
+    assert inputs["frames"].shape == (4, 16, 24, 24, 3) and inputs["frames"].dtype == tf.uint8
+    assert set(targets["label"].numpy().tolist()) <= set(range(len(labels)))
+    captions = [c.decode() for c in vocab.decode(targets["caption_in"]).numpy()]
+    assert all(captions) and targets["caption_in"].shape == targets["caption_out"].shape
+    # Short videos are padded by repeating their last frame.
+    short = data.make_dataset(str(video_records), "val", "video", batch_size=1, image_size=24, num_frames=40)
+    frames = next(iter(short))[0]["frames"][0].numpy()
+    np.testing.assert_array_equal(frames[-1], frames[-2])
