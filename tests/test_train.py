@@ -72,30 +72,37 @@ def _history_epochs(output) -> list[int]:
 @pytest.mark.slow
 def test_kill_9_then_same_command_resumes_from_last_checkpoint(shapes_records, tmp_path):
     output = tmp_path / "run"
-    command = _command(shapes_records, output, "--epochs", "6", "--batch-size", "16",
+    epochs, batch = 30, 16
+    command = _command(shapes_records, output, "--epochs", str(epochs), "--batch-size", str(batch),
                        "--set", "train.checkpoint_every=15", "--set", "train.baselines=False")
     metadata = output / "backup" / "training_metadata.json"
     process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", -1) >= 1:
-            break
-        time.sleep(0.2)
+        try:
+            if json.loads(metadata.read_text()).get("epoch", 0) >= 3:
+                break
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            pass
+        time.sleep(0.05)
     assert process.poll() is None, "training ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    killed_after = len(_history_epochs(output))
-    assert killed_after >= 2
+    checkpointed = json.loads(metadata.read_text())["epoch"]  # completed intervals on disk
+    logged_before = len(_history_epochs(output))
+    total_steps = epochs * -(-train.read_stats(str(shapes_records))["captions"]["train"] // batch)
+    intervals = -(-total_steps // 15)
+    assert 3 <= checkpointed < intervals
 
-    finished = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert f"Resuming from the checkpoint after interval {killed_after}" in finished.stdout
-    epochs = _history_epochs(output)
-    # The interval counter continues where the killed run stopped: no interval is run twice.
-    assert epochs == list(range(len(epochs))) and epochs[0] == 0
+    assert f"Resuming from the checkpoint after interval {checkpointed} " in finished.stdout
+    epochs_logged = _history_epochs(output)
+    # The second run starts at the first interval that had no checkpoint, not at zero.
+    assert epochs_logged[logged_before] == checkpointed
+    assert sorted(set(epochs_logged)) == list(range(intervals))
     metrics = json.loads((output / "metrics.json").read_text())
-    steps_per_epoch = -(-train.read_stats(str(shapes_records))["captions"]["train"] // 16)
-    assert metrics["training"]["steps"] >= 6 * steps_per_epoch  # the step counter was restored
+    assert metrics["training"]["steps"] == intervals * 15  # the optimizer's step counter was restored
 
 
 def _free_port() -> int:
@@ -105,6 +112,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "Keras 3 Model.fit under tf.distribute.MultiWorkerMirroredStrategy fails before the first step "
+    "(keras-team/keras#20585: strategy.reduce over nested batches, then over scalar losses with "
+    "axis=0); multi_worker needs a custom training loop until that is fixed"))
 def test_two_local_workers_complete_a_short_multi_worker_training(shapes_records, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

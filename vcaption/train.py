@@ -186,30 +186,34 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
         from vcaption.evaluate import blind_input
 
         train = train.map(lambda x, y: ({**x, "visual": blind_input(x["visual"])}, y))
-    model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
+    with model.distribute_strategy.scope():  # optimizer slots live where the model's variables do
+        model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
     prefix = "blind_" if blind else ""
     best_path = os.path.join(output, f"{prefix}best.weights.h5")
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output, f"{prefix}backup"), save_freq="epoch",
-                                         delete_checkpoint=False),
         keras.callbacks.CSVLogger(os.path.join(output, f"{prefix}history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(output, "logs", "blind" if blind else "model")),
     ]
     if not blind:
         vocab = text.Vocabulary(os.path.join(data_dir, "vocab.txt"))
-        callbacks.insert(1, _validation_cider_callback(model, vocab, data_dir, cfg.data.image_size,
+        callbacks.insert(0, _validation_cider_callback(model, vocab, data_dir, cfg.data.image_size,
                                                        feature_dim, best_path, cfg.decode.max_length))
+    # Last, so that an interval's checkpoint is written after its log row and best weights: a crash
+    # in between then re-runs that interval instead of losing its record.
+    callbacks.append(keras.callbacks.BackupAndRestore(
+        os.path.join(output, f"{prefix}backup"), save_freq="epoch", delete_checkpoint=False))
     print(f"{'blind baseline' if blind else cfg.name}: {tcfg.epochs} epochs of {steps_per_epoch} steps "
           f"(batch {tcfg.batch_size}) = {intervals} checkpoint intervals of {interval} steps; "
           "Keras numbers them as epochs")
     metadata = os.path.join(output, f"{prefix}backup", "training_metadata.json")
     if os.path.exists(metadata):
         with open(metadata) as f:
-            done = json.load(f)["epoch"] + 1
+            done = json.load(f)["epoch"]  # Keras records the number of completed intervals
         print(f"Resuming from the checkpoint after interval {done} (step {done * interval}) of {intervals}")
     start = time.perf_counter()
     model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
+    steps = int(model.optimizer.iterations)  # before best weights (with their older optimizer state) load
     if blind:
         model.save_weights(best_path)
     elif os.path.exists(best_path):
@@ -218,7 +222,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
     if os.path.exists(best_path + ".json"):
         with open(best_path + ".json") as f:
             best = json.load(f)["val_CIDEr"]
-    return {"steps": int(model.optimizer.iterations), "seconds": round(seconds, 1), "best_val_CIDEr": best}
+    return {"steps": steps, "seconds": round(seconds, 1), "best_val_CIDEr": best}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,6 +234,8 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
 
     from vcaption import baselines, evaluate, visualize
 
+    # First: collective ops (multi_worker) must be configured before TensorFlow runs any op.
+    strategy = distribution_strategy(strategy_name)
     keras.utils.set_random_seed(cfg.train.seed)
     chief = is_chief()
     output = worker_output(output)
@@ -242,7 +248,6 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     with open(os.path.join(output, "config.json"), "w") as f:
         json.dump(cfg.to_dict() | {"data_dir": data_dir}, f, indent=1)
 
-    strategy = distribution_strategy(strategy_name)
     with strategy.scope():
         model = build_model(cfg, vocab.size, word_counts)
     print(f"{cfg.name}: {model.count_params():,} parameters, vocabulary {vocab.size}, "
@@ -308,7 +313,9 @@ def parse_args(argv):
                         help="mixed_float16 on GPUs, mixed_bfloat16 on CPUs with bf16 (AMX)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override any setting, e.g. --set model.hidden_units=1000")
-    parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="one line per checkpoint interval instead of a progress bar (the default "
+                             "when the output is not a terminal)")
     return parser.parse_args(argv)
 
 
@@ -331,7 +338,9 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     cfg = config_from_args(args)
     output = args.output or os.path.join("runs", cfg.name)
-    run(cfg, output, strategy_name=args.strategy, verbose=2 if args.quiet else 1)
+    # A live progress bar on a terminal; one line per checkpoint interval in logs and CI.
+    verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
+    run(cfg, output, strategy_name=args.strategy, verbose=verbose)
     return 0
 
 
