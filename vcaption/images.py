@@ -72,15 +72,21 @@ def decode_image(encoded: tf.Tensor, max_pixels: int = DEFAULT_MAX_PIXELS) -> tf
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
     size = _header_size(encoded)
-    tf.debugging.assert_non_negative(
-        size[0], message="not a JPEG, PNG, GIF or BMP image (unrecognised header)")
     pixels = size[0] * size[1]
-    tf.debugging.Assert(
-        pixels <= max_pixels,
-        ["image too large: its header claims height, width =", size,
-         f"which is over the limit of {max_pixels} pixels"])
-    tf.debugging.assert_positive(pixels, message="image has zero width or height")
-    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    checks = [
+        tf.debugging.assert_non_negative(
+            size[0], message="not a JPEG, PNG, GIF or BMP image (unrecognised header)"),
+        tf.debugging.Assert(
+            pixels <= max_pixels,
+            ["image too large: its header claims height, width =", size,
+             f"which is over the limit of {max_pixels} pixels"]),
+        tf.debugging.assert_positive(pixels, message="image has zero width or height"),
+    ]
+    # In a graph the checks must gate the decoder: automatic control dependencies only make them
+    # run before the function returns, so without this a bomb's pixels could be allocated first.
+    # (In eager mode the checks have already raised, and return None.)
+    with tf.control_dependencies([check for check in checks if check is not None]):
+        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
 

@@ -31,10 +31,20 @@ def _png(seed: int) -> bytes:
 
 
 def _jpeg_claiming(height: int, width: int) -> bytes:
-    """A valid small JPEG whose SOF header is patched to claim another size (a decompression bomb)."""
+    """A valid small JPEG whose SOF header is patched to claim another size (a decompression bomb).
+
+    Walks the marker segments to the start-of-frame header: searching for the first FF C0 bytes
+    would depend on the encoder (progressive JPEGs use C2, and the bytes can occur elsewhere).
+    """
     raw = _jpeg(7)
-    sof = raw.find(b"\xff\xc0")
-    return raw[:sof + 5] + struct.pack(">HH", height, width) + raw[sof + 9:]
+    offset = 2  # after SOI
+    while raw[offset] == 0xFF:
+        marker, length = raw[offset + 1], struct.unpack(">H", raw[offset + 2:offset + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
+            # SOF: length(2) precision(1) height(2) width(2) ...
+            return raw[:offset + 5] + struct.pack(">HH", height, width) + raw[offset + 9:]
+        offset += 2 + length
+    raise AssertionError("no SOF segment found")
 
 
 def _line(filename: str, split: str, captions: list[str], cocoid: int | None = None) -> bytes:
