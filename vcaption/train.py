@@ -14,6 +14,7 @@ evaluation. TensorBoard logs go to `<output>/logs`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -282,9 +283,14 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     if cfg.export.saved_models_dir:
         from vcaption import export
 
+        decode = cfg.decode
+        if decode.n_best > decode.beam_size:  # a beam of k holds at most k hypotheses
+            print(f"export: n_best {decode.n_best} > beam_size {decode.beam_size}; exporting "
+                  f"{decode.beam_size}-best")
+            decode = dataclasses.replace(decode, n_best=decode.beam_size)
         result["export"] = export.export_captioner(
             model, os.path.join(data_dir, "vocab.txt"), cfg.export.saved_models_dir,
-            cfg.export.name or cfg.name, image_size, cfg.decode)
+            cfg.export.name or cfg.name, image_size, decode)
         print(f"SavedModel -> {result['export']}")
     with open(os.path.join(output, "metrics.json"), "w") as f:
         json.dump(result, f, indent=1)
