@@ -139,9 +139,11 @@ def lrcn_2f() -> ExperimentConfig:
     """LRCN captioner, two LSTM layers, factored: the image enters layer 2 only (Donahue et al. §5).
 
     Command: `python -m vcaption.train` (the default preset).
-    Result on the built-in data (6,000 images, 5 epochs, 2-core CPU, 13.5 min from a fresh venv
-    including install), test split, beam 3: BLEU-4 0.709, METEOR 0.491, ROUGE-L 0.835,
-    CIDEr-D 3.55, perplexity 1.86; blind LM CIDEr-D 0.61; nearest neighbour CIDEr-D 3.27.
+    Result on the built-in data (6,000 images, 5 epochs, 2-core CPU, 11.5-13.5 min from a fresh
+    venv including install), test split, beam 3, two runs: BLEU-4 0.675-0.709, METEOR 0.476-0.491,
+    ROUGE-L 0.828-0.835, CIDEr-D 3.23-3.55, perplexity 1.86-1.90; blind LM CIDEr-D 0.59-0.61;
+    nearest neighbour CIDEr-D 3.15-3.27. Validation CIDEr-D is still rising at the last interval:
+    the run is step-limited.
     """
     return _lrcn("lrcn_2f", "2f")
 
