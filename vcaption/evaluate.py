@@ -47,11 +47,11 @@ def blind_input(visual: tf.Tensor) -> tf.Tensor:
     return tf.zeros([tf.shape(visual)[0], 1], tf.float32)  # [batch, 1]
 
 
-def generate_captions(model, vocab: text.Vocabulary, dataset: tf.data.Dataset, decode: DecodeConfig,
+def generate_captions(generate, vocab: text.Vocabulary, dataset: tf.data.Dataset,
                       blind: bool = False) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """(image id -> caption, image id -> references, image id -> log-probability) for a
-    `caption_eval` dataset."""
-    generate = make_generator(model, decode)
+    `caption_eval` dataset, with `generate` from `make_generator` (build it once and reuse it:
+    each new one is traced again)."""
     candidates, references, scores = {}, {}, {}
     for batch in dataset:
         visual = blind_input(batch["visual"]) if blind else batch["visual"]
@@ -100,7 +100,8 @@ def evaluate_captioner(model, vocab: text.Vocabulary, data_dir: str, split: str,
                        spice: bool = False) -> dict:
     """Metrics (pycocoevalcap keys + "perplexity"), with "candidates", "references", "per_image"."""
     generation, teacher_forced = eval_datasets(data_dir, split, image_size, feature_dim)
-    candidates, references, _ = generate_captions(model, vocab, generation, decode, blind=blind)
+    candidates, references, _ = generate_captions(make_generator(model, decode), vocab, generation,
+                                                  blind=blind)
     scores = caption_metrics.score_captions(references, candidates, spice=spice, per_image=True)
     scores["perplexity"] = teacher_forced_perplexity(model, teacher_forced, blind=blind)
     scores["candidates"], scores["references"] = candidates, references

@@ -135,7 +135,7 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
     from pycocoevalcap.cider.cider import Cider
 
     from vcaption.config import DecodeConfig
-    from vcaption.evaluate import generate_captions
+    from vcaption.evaluate import generate_captions, make_generator
 
     dataset = data.make_dataset(data_dir, "val", "caption_eval", batch_size=100, image_size=image_size,
                                 feature_dim=feature_dim)
@@ -143,14 +143,15 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
     class ValidationCIDEr(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
+            # Traced once for the whole run, not once per checkpoint interval.
+            self.generate = make_generator(model_ref, DecodeConfig(beam_size=1, max_length=max_length))
             self.best = -math.inf
             if os.path.exists(best_path + ".json"):
                 with open(best_path + ".json") as f:
                     self.best = json.load(f)["val_CIDEr"]
 
         def on_epoch_end(self, epoch, logs=None):
-            candidates, references, _ = generate_captions(
-                model_ref, vocab, dataset, DecodeConfig(beam_size=1, max_length=max_length))
+            candidates, references, _ = generate_captions(self.generate, vocab, dataset)
             # Both sides are already normalized by vcaption.text, so no PTB tokenizer (no Java) here.
             refs = {k: [text.normalized_caption(r) for r in v] for k, v in references.items()}
             score, _ = Cider().compute_score(refs, {k: [v] for k, v in candidates.items()})
