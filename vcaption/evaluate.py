@@ -172,8 +172,23 @@ def _score_results_cli(args) -> int:
     return 0
 
 
+# Scorers of the other tasks: modules whose `main(argv)` takes the rest of the command line
+# (`python -m vcaption.evaluate --task vqa --results R.json ...`).
+TASK_EVALUATORS: dict[str, str] = {}
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.evaluate", description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    task_parser = argparse.ArgumentParser(add_help=False)
+    task_parser.add_argument("--task", default="caption", choices=["caption", *TASK_EVALUATORS])
+    task, rest = task_parser.parse_known_args(argv)
+    if task.task != "caption":
+        import importlib
+
+        return importlib.import_module(TASK_EVALUATORS[task.task]).main(rest)
+    parser = argparse.ArgumentParser(prog="python -m vcaption.evaluate", description=__doc__.split("\n")[0],
+                                     epilog=f"--task {{{','.join(['caption', *TASK_EVALUATORS])}}} "
+                                            "picks the task (default caption)")
     parser.add_argument("--model", help="a captioner .keras file")
     parser.add_argument("--data", help="a beam_jobs.preprocess output directory")
     parser.add_argument("--split", default="test")
@@ -183,7 +198,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", help="where results go (default: next to the model)")
     parser.add_argument("--results", help="a COCO-format results JSON to score")
     parser.add_argument("--annotations", help="COCO caption annotations to score --results against")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(rest)
     if args.results:
         if not args.annotations:
             parser.error("--results needs --annotations")

@@ -1,4 +1,7 @@
-"""Train a captioner: `python -m vcaption.train [--preset lrcn_2f] [--output runs/<preset>] [--set k=v ...]`.
+"""Train a model: `python -m vcaption.train [--preset lrcn_2f] [--output runs/<preset>] [--set k=v ...]`.
+
+Every preset names a task (captioning by default; see `TASK_TRAINERS`); this module is the
+captioning trainer and the dispatcher.
 
 With no arguments it builds the built-in shapes world (if absent), preprocesses it with the Beam job,
 trains the `lrcn_2f` preset, evaluates it with beam search on the test split beside two baselines
@@ -230,7 +233,25 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
+# Trainer of each task: a module whose `run(cfg, output, strategy_name, verbose) -> dict` trains,
+# evaluates against the task's baselines and writes `<output>/metrics.json`. Captioning is this module.
+TASK_TRAINERS = {
+    "caption": __name__,
+}
+
+
 def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verbose: int = 1) -> dict:
+    """Runs the preset's task trainer; returns the metrics it wrote to `<output>/metrics.json`."""
+    if cfg.task not in TASK_TRAINERS:
+        raise ValueError(f"preset {cfg.name!r} has task {cfg.task!r}; known tasks: {sorted(TASK_TRAINERS)}")
+    if cfg.task == "caption":
+        return run_captioning(cfg, output, strategy_name, verbose)
+    import importlib
+
+    return importlib.import_module(TASK_TRAINERS[cfg.task]).run(cfg, output, strategy_name, verbose)
+
+
+def run_captioning(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verbose: int = 1) -> dict:
     """Trains, evaluates (model + baselines) and writes `<output>/metrics.json`; returns it."""
     import keras
 
@@ -309,7 +330,7 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m vcaption.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="lrcn_2f", choices=sorted(config_lib.PRESETS))
+    parser.add_argument("--preset", default="lrcn_2f", choices=config_lib.preset_names())
     parser.add_argument("--output", default=None, help="run directory (default runs/<preset>)")
     parser.add_argument("--data", default=None, help="a beam_jobs.preprocess output directory "
                                                       "(default: the built-in shapes world)")
