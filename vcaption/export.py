@@ -239,24 +239,30 @@ def warmup_jpeg(size: int = 32) -> bytes:
     return images.encode_jpeg(tf.stack([red, green, blue], axis=-1)).numpy()
 
 
-def write_warmup_requests(export_dir: str, name: str, jpegs=None) -> str:
+def write_warmup_requests(export_dir: str, name: str, jpegs=None, inputs=None,
+                          signature_name: str = "serving_default") -> str:
     """Writes `assets.extra/tf_serving_warmup_requests`: TFRecords of `PredictionLog`s.
 
     Args:
         export_dir: the SavedModel version directory.
         name: the model name TF Serving serves it under (`model_spec.name`).
-        jpegs: list of encoded images for one request; default one generated JPEG.
+        jpegs: list of encoded images for one `image_bytes` request; default one generated JPEG.
+        inputs: instead of `jpegs`, the request's inputs by name (anything `tf.make_tensor_proto`
+            takes), for signatures with other inputs (e.g. VQA's image and question).
+        signature_name: the signature the request runs.
 
     Returns:
         The warmup file path.
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    jpegs = [warmup_jpeg()] if jpegs is None else list(jpegs)
+    if inputs is None:
+        jpegs = [warmup_jpeg()] if jpegs is None else list(jpegs)
+        inputs = {"image_bytes": tf.constant(jpegs, tf.string)}
     request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
-    request.inputs["image_bytes"].CopyFrom(
-        tf.make_tensor_proto(jpegs, dtype=tf.string, shape=[len(jpegs)]))
+        model_spec=model_pb2.ModelSpec(name=name, signature_name=signature_name))
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
     extra = os.path.join(export_dir, "assets.extra")
@@ -336,13 +342,26 @@ def export_captioner(model, vocab_path: str, export_dir_root: str, name: str,
     """
     module = CaptionerServingModule(model, text.Vocabulary(vocab_path), image_size, decode,
                                     max_pixels)
+    warmup = None if model.encoder_name == "features" else {"image_bytes": [warmup_jpeg()]}
+    return save_versioned(module, module.signatures(), export_dir_root, name, warmup)
+
+
+def save_versioned(module: tf.Module, signatures: dict, export_dir_root: str, name: str,
+                   warmup_inputs=None, warmup_signature: str = "serving_default") -> str:
+    """Saves `module` as `<export_dir_root>/<name>/<next version>/`, atomically; returns the path.
+
+    Every exporter (captioners, VQA, ranker, video) goes through here, so they share the rules:
+    a hidden temporary directory renamed into place (a polling server never loads a partial
+    export), versions never overwritten, a warmup request when `warmup_inputs` is given, and
+    `check_ops` (no Python ops, nothing the stock model server lacks).
+    """
     model_root = os.path.join(export_dir_root, name)
     tf.io.gfile.makedirs(model_root)
     tmp = os.path.join(model_root, f".tmp-{uuid.uuid4().hex}")  # not an integer: servers skip it
     try:
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
-        if model.encoder_name != "features":
-            write_warmup_requests(tmp, name)
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        if warmup_inputs is not None:
+            write_warmup_requests(tmp, name, inputs=warmup_inputs, signature_name=warmup_signature)
         check_ops(tmp)
         for _ in range(100):  # another exporter may claim the same version: take the next
             existing = _versions(model_root)
