@@ -35,16 +35,23 @@ from vcaption.config import ExperimentConfig
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
-def prepare_builtin_data(cfg: config_lib.DataConfig) -> str:
-    """Generates the shapes world and preprocesses it (once); returns the records directory."""
-    from beam_jobs import preprocess
+def builtin_world(cfg: config_lib.DataConfig) -> str:
+    """Generates the built-in shapes world (once); returns its directory (every format inside)."""
     from vcaption.datasets import shapes
 
     world = os.path.join(cfg.shapes_root, "world")
-    records_dir = os.path.join(cfg.shapes_root, f"records-{cfg.image_size}")
     if not os.path.exists(os.path.join(world, "dataset_shapes.json")):
         print(f"Generating the built-in shapes world ({cfg.shapes_images} images) in {world}")
         shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed)
+    return world
+
+
+def prepare_builtin_data(cfg: config_lib.DataConfig) -> str:
+    """Generates the shapes world and preprocesses it (once); returns the records directory."""
+    from beam_jobs import preprocess
+
+    world = builtin_world(cfg)
+    records_dir = os.path.join(cfg.shapes_root, f"records-{cfg.image_size}")
     if not os.path.exists(os.path.join(records_dir, "stats.json")):
         print(f"Preprocessing it with beam_jobs.preprocess into {records_dir}")
         preprocess.run(["--format", "karpathy", "--input", os.path.join(world, "dataset_shapes.json"),
@@ -216,9 +223,14 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
             done = json.load(f)["epoch"]  # Keras records the number of completed intervals
         print(f"Resuming from the checkpoint after interval {done} (step {done * interval}) of {intervals}")
     start = time.perf_counter()
-    model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        from vcaption.training_loop import fit_distributed  # Model.fit fails here: keras#20585
+
+        fit_distributed(model, train, intervals, interval, callbacks, verbose=verbose)
+    else:
+        model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
-    steps = int(model.optimizer.iterations)  # before best weights (with their older optimizer state) load
+    steps = int(tf.convert_to_tensor(model.optimizer.iterations.value))  # (a MirroredVariable under tf.distribute) before best weights (with their older optimizer state) load
     if blind:
         model.save_weights(best_path)
     elif os.path.exists(best_path):
@@ -237,6 +249,10 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
 # evaluates against the task's baselines and writes `<output>/metrics.json`. Captioning is this module.
 TASK_TRAINERS = {
     "caption": __name__,
+    "activity": "vcaption.train_video",
+    "video_caption": "vcaption.train_video",
+    "vqa": "vcaption.train_vqa",
+    "retrieval": "vcaption.train_ranker",
 }
 
 
