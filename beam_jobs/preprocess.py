@@ -2,7 +2,7 @@
 
     python -m beam_jobs.preprocess --format {karpathy,coco,flickr8k,vqa,vg,msvd} \\
         --input PATH [--images DIR] --output DIR [--min-count 5] [--image-size 256] \\
-        [--max-length 16] [Beam pipeline options]
+        [--max-length 16] [--max-frames 32 --frame-stride 1 --optical-flow] [Beam pipeline options]
 
 writes
     DIR/vocab.txt                    reserved tokens, then words with >= min-count train occurrences
@@ -146,6 +146,8 @@ def make_stats(counts: dict, vocabulary, answers, labels, settings: dict) -> dic
         "answers": len(answers),
         "labels": list(labels),
         "questions_without_top_answer": _group(counts, "questions_without_top_answer/"),
+        "questions_without_answers": _group(counts, "questions_without_answers/"),
+        "answers_outside_top_k": _group(counts, "answers_outside_top_k/"),
         "caption_length_histogram": _group(counts, "caption_length/"),
         "truncated_captions": counts.get("truncated_captions", 0),
         "dead_letter": {"total": sum(by_unit.values()), "by_reason": _group(counts, "dead_letter/reason/"),
@@ -156,7 +158,8 @@ def make_stats(counts: dict, vocabulary, answers, labels, settings: dict) -> dic
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
     config = ingest.IngestConfig(image_size=args.image_size, max_length=args.max_length,
                                  max_pixels=args.max_pixels, max_frames=args.max_frames,
-                                 frame_stride=args.frame_stride)
+                                 frame_stride=args.frame_stride, optical_flow=args.optical_flow,
+                                 flow_scale=args.flow_scale)
     out = args.output
     read = (pipeline
             | "ListInput" >> beam.Create([args.input])
@@ -242,6 +245,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--top-answers", type=int, default=1000, help="VQA answer vocabulary size K")
     parser.add_argument("--max-frames", type=int, default=32, help="frames kept per video")
     parser.add_argument("--frame-stride", type=int, default=1, help="keep every n-th video frame")
+    parser.add_argument("--optical-flow", action="store_true",
+                        help="also store a Farneback flow image per video frame (LRCN §4)")
+    parser.add_argument("--flow-scale", type=float, default=ingest.images.DEFAULT_FLOW_SCALE,
+                        help="flow images: grey levels per pixel of displacement")
     parser.add_argument("--num-shards", type=int, default=4,
                         help="shards per split; 0 lets the runner decide (use it on Dataflow at scale)")
     parser.add_argument("--reader-option", type=_key_value, action="append", default=[],

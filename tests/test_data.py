@@ -55,3 +55,27 @@ def test_video_elements_are_fixed_length_clips_with_labels_and_captions(video_re
     short = data.make_dataset(str(video_records), "val", "video", batch_size=1, image_size=24, num_frames=40)
     frames = next(iter(short))[0]["frames"][0].numpy()
     np.testing.assert_array_equal(frames[-1], frames[-2])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_grouped_caption_batches_hold_each_image_once_followed_by_k_of_its_captions(shapes_records, training):
+    k, batch = 5, 20
+    vocab = text.Vocabulary(str(shapes_records / "vocab.txt"))
+    references = {}  # image pixels -> that image's captions (sorted), from the evaluation pipeline
+    for element in data.make_dataset(str(shapes_records), "train", "caption_eval", batch_size=8, image_size=32):
+        for visual, refs in zip(element["visual"].numpy(), element["references"].to_list()):
+            references[visual.tobytes()] = sorted(text.normalized_caption(r) for r in refs)
+    dataset = data.make_dataset(str(shapes_records), "train", "caption", batch_size=batch, image_size=32,
+                                training=training, seed=0, captions_per_image=k)
+    seen = 0
+    for inputs, targets in dataset:
+        images = inputs["visual"].numpy()
+        assert inputs["caption_in"].shape[0] == k * images.shape[0] == targets.shape[0]
+        assert images.shape[0] <= batch // k
+        captions = [c.decode() for c in vocab.decode(targets).numpy()]
+        for index, image in enumerate(images):
+            mine = captions[index * k:(index + 1) * k]
+            # Shapes images have exactly 5 captions: K = 5 of them means all of them, each once.
+            assert sorted(mine) == references[image.tobytes()]
+        seen += images.shape[0]
+    assert seen == len(references)  # every training image once per pass

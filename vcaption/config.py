@@ -54,6 +54,11 @@ class TrainConfig:
         checkpoint_every: save a resumable checkpoint every this many steps.
         seed: shuffling and initialization seed.
         baselines: also train the blind baseline and evaluate nearest-neighbour retrieval.
+        captions_per_image: K > 1: K captions of each image share one CNN pass per step (a batch
+            holds batch_size // K images), for expensive fine-tuned CNNs. 1 (the default): every
+            caption comes with its own image. On the built-in world K = 5 at batch 64 reached
+            validation CIDEr-D 2.56 after the default 1,875 steps, against ~3.6 with K = 1: there
+            the CNN, not the decoder, needs the images, and a batch of 12 images is too few.
     """
 
     epochs: int = 5
@@ -66,6 +71,7 @@ class TrainConfig:
     checkpoint_every: int = 300
     seed: int = 0
     baselines: bool = True
+    captions_per_image: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

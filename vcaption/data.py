@@ -9,10 +9,13 @@ prefetches. One element structure per task:
   `({"visual": uint8[B, S, S, 3] | float32[B, F], "caption_in": int32[B, T]}, caption_out int32[B, T])`
   with caption_in = <start> w1 .. wn and caption_out = w1 .. wn <end>, zero-padded to the longest
   caption of the bucket.
+  With `captions_per_image=K`, "visual" holds each image once ([B // K, ...]) and the captions
+  follow image-major, K per image.
 - "caption_eval" (one element per image, for generation and metrics):
   `{"image_id": string[B], "visual": ..., "references": string[B, (captions)] (ragged)}`.
 - "vqa": `({"visual": ..., "question": int32[B, Q]}, answer_scores float32[B, K])` (soft targets).
-- "video": `({"frames": uint8[B, F, S, S, 3]}, {"label": int32[B], "caption_in", "caption_out"})`.
+- "video": `({"frames": uint8[B, F, S, S, 3]}, {"label": int32[B], "caption_in", "caption_out"})`;
+  with `flow=True` the inputs also hold "flow": uint8[B, F, S, S, 3], the flow images (LRCN §4).
 """
 
 from __future__ import annotations
@@ -83,6 +86,34 @@ def _caption_dataset(serialized, batch_size, image_size, feature_dim, training, 
     return batched.map(_shift, num_parallel_calls=AUTOTUNE)
 
 
+def _grouped_caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
+                             shuffle_buffer, drop_remainder, captions_per_image):
+    """Each image once with exactly K = captions_per_image of its captions (a random K in training,
+    repeating captions of images that have fewer), batched as batch_size // K images: visual
+    [images, ...] and captions [images * K, T], image-major, for `layers.RepeatPerCaption`."""
+    k = captions_per_image
+    parsed = serialized.map(lambda s: records.parse_caption_example(s, feature_dim),
+                            num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training:
+        parsed = parsed.shuffle(max(shuffle_buffer // k, 1), seed=seed)
+
+    def to_group(p):
+        ids = tf.cast(p["caption_ids"], tf.int32)  # [captions, (ids)]
+        order = tf.range(ids.nrows(out_type=tf.int32))
+        if training:
+            order = tf.random.shuffle(order, seed=seed)
+        chosen = tf.gather(ids, tf.gather(order, tf.range(k) % tf.size(order)))  # [K, (ids)]
+        return _visual(p, image_size, feature_dim), chosen.to_tensor()  # ids: [K, L]
+
+    groups = parsed.map(to_group, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    batched = groups.padded_batch(max(batch_size // k, 1), drop_remainder=drop_remainder)
+
+    def flatten(visual, ids):  # ids [images, K, L] -> [images * K, L]
+        return _shift(visual, tf.reshape(ids, [-1, tf.shape(ids)[2]]))
+
+    return batched.map(flatten, num_parallel_calls=AUTOTUNE)
+
+
 def _caption_eval_dataset(serialized, batch_size, image_size, feature_dim):
     def to_element(s):
         parsed = records.parse_caption_example(s, feature_dim)
@@ -108,23 +139,33 @@ def _vqa_dataset(serialized, batch_size, image_size, feature_dim, answer_vocab_s
     return elements.padded_batch(batch_size, drop_remainder=drop_remainder)
 
 
+def decode_clip(jpegs, image_size, num_frames):
+    """string[(frames)] JPEGs -> uint8[num_frames, S, S, 3]."""
+    frames = tf.map_fn(lambda j: images.preprocess_image(j, image_size), jpegs[:num_frames],
+                       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+    # Short videos repeat their last frame so that every clip has num_frames frames.
+    missing = num_frames - tf.shape(frames)[0]
+    return tf.concat([frames, tf.repeat(frames[-1:], missing, axis=0)], axis=0)  # [F, S, S, 3]
+
+
 def _video_dataset(serialized, batch_size, image_size, num_frames, training, seed, shuffle_buffer,
-                   drop_remainder):
+                   drop_remainder, flow=False):
     def to_element(s):
         parsed = records.parse_video_example(s)
-        jpegs = parsed["frames_jpeg"][:num_frames]
-        frames = tf.map_fn(lambda j: images.preprocess_image(j, image_size), jpegs,
-                           fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
-        # Short videos repeat their last frame so that every clip has num_frames frames.
-        missing = num_frames - tf.shape(frames)[0]
-        frames = tf.concat([frames, tf.repeat(frames[-1:], missing, axis=0)], axis=0)  # [F, S, S, 3]
+        inputs = {"frames": decode_clip(parsed["frames_jpeg"], image_size, num_frames)}
+        if flow:
+            has_flow = tf.debugging.assert_positive(
+                tf.size(parsed["flow_jpeg"]), message="video record without flow images: "
+                "preprocess with --optical-flow")
+            with tf.control_dependencies([has_flow]):
+                inputs["flow"] = decode_clip(parsed["flow_jpeg"], image_size, num_frames)
         ids = tf.cast(parsed["caption_ids"], tf.int32)
         # Training shows a different one of the video's descriptions each time; evaluation the first.
         count = ids.nrows(out_type=tf.int64)
         pick = tf.random.uniform([], 0, count, tf.int64, seed=seed) if training else tf.constant(0, tf.int64)
         caption = ids[pick]
-        return {"frames": frames}, {"label": tf.cast(parsed["label_id"], tf.int32),
-                                    "caption_in": caption[:-1], "caption_out": caption[1:]}
+        return inputs, {"label": tf.cast(parsed["label_id"], tf.int32),
+                        "caption_in": caption[:-1], "caption_out": caption[1:]}
 
     elements = serialized.map(to_element, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if training:
@@ -147,6 +188,8 @@ def make_dataset(
     num_frames: int = 16,
     repeat: bool = False,
     drop_remainder: bool = False,
+    flow: bool = False,
+    captions_per_image: int | None = None,
 ) -> tf.data.Dataset:
     """The tf.data pipeline of one split for one task (element structures in the module docstring).
 
@@ -165,6 +208,10 @@ def make_dataset(
         num_frames: frames per clip (task "video").
         repeat: repeat forever (for step-based training).
         drop_remainder: drop the last partial batch (static batch size).
+        flow: task "video": also decode the records' optical-flow images as inputs["flow"].
+        captions_per_image: task "caption": K > 1 groups each image with K of its captions, so
+            that a batch of `batch_size` captions holds `batch_size // K` images (the captioners
+            repeat the image features per caption); None or 1: one (image, caption) pair each.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -172,7 +219,10 @@ def make_dataset(
     serialized = read_records(split_pattern(data_dir, split), shuffle=training, seed=seed)
     if repeat:
         serialized = serialized.repeat()
-    if task == "caption":
+    if task == "caption" and captions_per_image and captions_per_image > 1:
+        dataset = _grouped_caption_dataset(serialized, batch_size, image_size, feature_dim, training,
+                                           seed, shuffle_buffer, drop_remainder, captions_per_image)
+    elif task == "caption":
         dataset = _caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
                                    shuffle_buffer, bucket_boundaries, drop_remainder)
     elif task == "caption_eval":
@@ -184,5 +234,5 @@ def make_dataset(
                                training, seed, shuffle_buffer, drop_remainder)
     else:
         dataset = _video_dataset(serialized, batch_size, image_size, num_frames, training, seed,
-                                 shuffle_buffer, drop_remainder)
+                                 shuffle_buffer, drop_remainder, flow)
     return dataset.prefetch(AUTOTUNE)

@@ -174,7 +174,11 @@ def _score_results_cli(args) -> int:
 
 # Scorers of the other tasks: modules whose `main(argv)` takes the rest of the command line
 # (`python -m vcaption.evaluate --task vqa --results R.json ...`).
-TASK_EVALUATORS: dict[str, str] = {}
+TASK_EVALUATORS: dict[str, str] = {
+    "retrieval": "vcaption.metrics.retrieval",
+    "alignment": "vcaption.align",
+    "vqa": "vcaption.metrics.vqa",
+}
 
 
 def main(argv=None) -> int:

@@ -160,3 +160,48 @@ def read_video_frames(path: str, max_frames: int = 64, stride: int = 1) -> list:
     if not frames:
         raise ValueError(f"video {path!r}: no decodable frames")
     return frames
+
+
+# Flow images (LRCN, Donahue et al. PAMI 2017 §4): "x and y components of the flow are centred
+# around 128 and multiplied by a scalar so that flow values fall between 0 and 255; a third channel
+# is the flow magnitude". The scale is the number of grey levels per pixel of displacement.
+DEFAULT_FLOW_SCALE = 16.0
+
+
+def optical_flow_images(frames, scale: float = DEFAULT_FLOW_SCALE, window: int | None = None) -> list:
+    """Consecutive RGB frames -> one uint8[h, w, 3] flow image per frame (OpenCV Farneback, ingest only).
+
+    Image t holds the flow from frame t to frame t + 1 (the last frame repeats the previous flow,
+    so frames and flow images stay aligned one to one):
+    channel 0 = clip(128 + scale * dx), channel 1 = clip(128 + scale * dy), channel 2 =
+    clip(scale * sqrt(dx^2 + dy^2)), all in [0, 255] (LRCN §4).
+
+    Args:
+        frames: a sequence of uint8[h, w, 3] RGB frames of one size (at least 2).
+        scale: grey levels per pixel of displacement; +-128/scale pixels saturate.
+        window: Farneback averaging window; default ~ a quarter of the frame side (odd, >= 5),
+            which suits both 32-pixel test frames and 256-pixel ones.
+
+    Returns:
+        A list of `len(frames)` uint8[h, w, 3] arrays.
+
+    Example:
+        >>> flow = optical_flow_images(read_video_frames("video0.avi", 16))  # 16 flow images
+    """
+    import cv2
+    import numpy as np
+
+    if len(frames) < 2:
+        raise ValueError(f"optical flow needs at least 2 frames, got {len(frames)}")
+    height, width = frames[0].shape[:2]
+    window = window or max(5, (min(height, width) // 4) | 1)
+    grey = [cv2.cvtColor(np.asarray(f, np.uint8), cv2.COLOR_RGB2GRAY) for f in frames]
+    out = []
+    for previous, current in zip(grey[:-1], grey[1:]):
+        # pyr_scale 0.5, 3 levels, `window`, 3 iterations, poly_n 5, poly_sigma 1.1: OpenCV's example.
+        flow = cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, window, 3, 5, 1.1, 0)
+        dx, dy = flow[..., 0], flow[..., 1]  # [h, w] pixels of displacement
+        channels = [128.0 + scale * dx, 128.0 + scale * dy, scale * np.sqrt(dx * dx + dy * dy)]
+        out.append(np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8))
+    out.append(out[-1])
+    return out

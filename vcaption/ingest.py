@@ -12,7 +12,6 @@ Two stages, each a plain function or class so that the Beam job only wires them 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import re
 from typing import Iterator, Sequence
@@ -23,6 +22,8 @@ import tensorflow as tf
 from vcaption import images, records, text
 from vcaption.datasets import base
 from vcaption.datasets.base import CaptionedImage, DeadLetter, Region, VideoExample, VQAExample
+from vcaption.metrics import vqa as vqa_metrics
+from vcaption.metrics.vqa import normalize_answer  # the answer vocabulary's normal form
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,9 @@ class IngestConfig:
         jpeg_quality: quality of the stored JPEGs.
         max_frames: at most this many frames are kept per video (after the stride).
         frame_stride: keep every `frame_stride`-th frame.
+        optical_flow: also store one flow image per frame (`images.optical_flow_images`, LRCN §4),
+            computed on the resized frames.
+        flow_scale: grey levels per pixel of displacement in the flow images.
     """
 
     image_size: int = 256
@@ -44,6 +48,8 @@ class IngestConfig:
     jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
     max_frames: int = 32
     frame_stride: int = 1
+    optical_flow: bool = False
+    flow_scale: float = images.DEFAULT_FLOW_SCALE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,21 +133,13 @@ def vocabulary_words(prepared: Prepared) -> Iterator[str]:
     yield from prepared.question_tokens
 
 
-def normalize_answer(answer: str) -> str:
-    """Light answer normalization used to build the answer vocabulary: case, spaces, final period."""
-    return " ".join(answer.lower().strip().rstrip(".").split())
-
-
 def vqa_soft_scores(answers: Sequence[str]) -> dict[str, float]:
-    """VQA accuracy of each distinct human answer, as the official metric defines it.
+    """VQA accuracy of each distinct (officially normalised) human answer: the soft targets.
 
     acc(a) = mean over the 10 leave-one-out subsets of min(#humans in the subset who said a / 3, 1)
-    (Antol et al. §4); with c humans saying a out of n, that is
-    (c * min((c - 1) / 3, 1) + (n - c) * min(c / 3, 1)) / n.
+    (Antol et al. §2); the one definition lives in `vcaption.metrics.vqa`.
     """
-    counts = collections.Counter(normalize_answer(a) for a in answers)
-    n = len(answers)
-    return {a: (c * min((c - 1) / 3, 1.0) + (n - c) * min(c / 3, 1.0)) / n for a, c in counts.items()}
+    return vqa_metrics.soft_scores(answers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +204,16 @@ class RecordEncoder:
         def frame_to_jpeg(frame):
             return images.encode_jpeg(images.resize_image(frame, config.image_size), config.jpeg_quality)
 
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def resize_frame(frame):
+            return images.resize_image(frame, config.image_size)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def to_jpeg(image):
+            return images.encode_jpeg(image, config.jpeg_quality)
+
         self._frame_to_jpeg = frame_to_jpeg
+        self._resize_frame, self._to_jpeg = resize_frame, to_jpeg
 
     def _caption_ids(self, captions: Sequence[str]) -> list[list[int]]:
         if not captions:
@@ -271,9 +278,16 @@ class RecordEncoder:
             multiple_choice_answer=example.multiple_choice_answer,
         )
         counts = [(f"examples/{example.split}", 1)]
-        if example.answers and not in_vocab:
+        if not example.answers:
+            # A test question (no annotations): kept so that it can be answered, counted here.
+            counts.append((f"questions_without_answers/{example.split}", 1))
+        elif not in_vocab:
             # Kept for evaluation (its answers are in the record) but it has no training target.
             counts.append((f"questions_without_top_answer/{example.split}", 1))
+        # Rare answers outside the top K are no target, but never silently: counted per split.
+        outside = sum(normalize_answer(a) not in self.answer_ids for a in example.answers)
+        if outside:
+            counts.append((f"answers_outside_top_k/{example.split}", outside))
         return Encoded(example.split, serialized, tuple(counts))
 
     def _encode_video(self, prepared: Prepared) -> Encoded | DeadLetter:
@@ -282,6 +296,7 @@ class RecordEncoder:
             frames = images.read_video_frames(example.video_path, self.config.max_frames,
                                               self.config.frame_stride)
             jpegs = [self._frame_to_jpeg(tf.constant(frame)).numpy() for frame in frames]
+            flow_jpegs = self._flow_jpegs(frames) if self.config.optical_flow else []
         except (tf.errors.OpError, OSError, ValueError) as error:
             return DeadLetter(example.id, "video", base.VIDEO_UNREADABLE, source=example.source,
                               detail=f"video {example.video_path!r} of {example.id!r}: "
@@ -289,7 +304,15 @@ class RecordEncoder:
         serialized = records.encode_video_example(
             video_id=example.id, frames_jpeg=jpegs, captions=prepared.captions,
             caption_ids=self._caption_ids(prepared.captions), label=example.label,
-            label_id=self.label_ids.get(example.label, -1))
+            label_id=self.label_ids.get(example.label, -1), flow_jpeg=flow_jpegs)
         counts = [(f"examples/{example.split}", 1), (f"frames/{example.split}", len(jpegs))]
         counts += self._length_counts(example.split, prepared.caption_tokens)
         return Encoded(example.split, serialized, tuple(counts))
+
+    def _flow_jpegs(self, frames) -> list[bytes]:
+        """Flow images of the frames at the stored size (a 1-frame video has no motion: zero flow)."""
+        resized = [self._resize_frame(tf.constant(frame)).numpy() for frame in frames]
+        if len(resized) == 1:
+            resized = resized * 2
+        flow = images.optical_flow_images(resized, self.config.flow_scale)[:len(frames)]
+        return [self._to_jpeg(tf.constant(image)).numpy() for image in flow]

@@ -99,6 +99,24 @@ class BroadcastTime(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vcaption")
+class RepeatPerCaption(keras.layers.Layer):
+    """Repeats each image's features for its captions: `[images, F], [captions, T] -> [captions, F]`.
+
+    Training batches can hold each image once, followed by its K captions in order
+    (`data.make_dataset(..., captions_per_image=K)`), so that the CNN runs once per image instead of
+    once per caption — the CNN is most of a step's work. With one caption per image (evaluation,
+    decoding, the ungrouped pipeline) it is the identity.
+    """
+
+    def call(self, features, caption_in):
+        repeats = ops.shape(caption_in)[0] // ops.shape(features)[0]
+        return ops.repeat(features, repeats, axis=0)
+
+    def compute_output_shape(self, features_shape, caption_in_shape):
+        return (caption_in_shape[0],) + tuple(features_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="vcaption")
 class FirstStepBias(keras.layers.Layer):
     """Adds a per-caption bias at the first time step only: `x[:, 0] += b`.
 
@@ -312,6 +330,10 @@ class CaptionerBase(keras.Model):
             feature_dim=feature_dim if encoder == "features" else None, dtype=dtype)
         caption_in = keras.Input(shape=(None,), dtype="int32", name="caption_in")
         return visual, caption_in, image_size
+
+    def _encode_per_caption(self, visual, caption_in):
+        """The encoder's features, one row per caption (see `RepeatPerCaption`). [captions, F]"""
+        return RepeatPerCaption(name="repeat_per_caption")(self.encoder(visual), caption_in)
 
     def _output_layers(self, vocab_size, dtype):
         self.output_projection = keras.layers.Dense(vocab_size, dtype=dtype, name="logits")

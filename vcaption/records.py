@@ -52,6 +52,7 @@ VIDEO_ID = "video/id"
 VIDEO_FRAMES = "video/frames"            # one JPEG per sampled frame
 VIDEO_LABEL = "video/label"
 VIDEO_LABEL_ID = "video/label_id"
+VIDEO_FLOW = "video/flow"                # optional: one JPEG flow image per frame (LRCN §4)
 
 
 def _bytes(values: Sequence[bytes | str]) -> tf.train.Feature:
@@ -246,8 +247,10 @@ def encode_video_example(
     caption_ids: Sequence[Sequence[int]],
     label: str = "",
     label_id: int = -1,
+    flow_jpeg: Sequence[bytes] = (),
 ) -> bytes:
-    """A video record: sampled frames as JPEGs, the activity label and the descriptions."""
+    """A video record: sampled frames as JPEGs, the activity label and the descriptions; with
+    `flow_jpeg`, also one optical-flow image per frame (`images.optical_flow_images`)."""
     feature = {
         VIDEO_ID: _bytes([video_id]),
         VIDEO_FRAMES: _bytes(frames_jpeg),
@@ -255,6 +258,8 @@ def encode_video_example(
         VIDEO_LABEL_ID: _ints([label_id]),
         **_caption_features(captions, caption_ids),
     }
+    if flow_jpeg:
+        feature[VIDEO_FLOW] = _bytes(flow_jpeg)
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -263,6 +268,7 @@ _VIDEO_SPEC = {
     VIDEO_FRAMES: _list(tf.string),
     VIDEO_LABEL: tf.io.FixedLenFeature([], tf.string),
     VIDEO_LABEL_ID: tf.io.FixedLenFeature([], tf.int64),
+    VIDEO_FLOW: _list(tf.string),
     CAPTION_RAW: _list(tf.string),
     CAPTION_IDS: _ragged(CAPTION_IDS, CAPTION_LENGTHS),
 }
@@ -270,7 +276,8 @@ _VIDEO_SPEC = {
 
 def parse_video_example(serialized: tf.Tensor) -> dict:
     """Scalar serialized video record -> dict: "video_id", "frames_jpeg" string[(frames)], "label",
-    "label_id", "captions" string[(captions)], "caption_ids" int64[(captions), (ids)]."""
+    "label_id", "captions" string[(captions)], "caption_ids" int64[(captions), (ids)], "flow_jpeg"
+    string[(frames)] (empty when the record has no flow images)."""
     parsed = tf.io.parse_single_example(serialized, _VIDEO_SPEC)
     return {
         "video_id": parsed[VIDEO_ID],
@@ -279,4 +286,5 @@ def parse_video_example(serialized: tf.Tensor) -> dict:
         "label_id": parsed[VIDEO_LABEL_ID],
         "captions": parsed[CAPTION_RAW],
         "caption_ids": parsed[CAPTION_IDS],
+        "flow_jpeg": parsed[VIDEO_FLOW],
     }

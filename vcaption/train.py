@@ -193,7 +193,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
     feature_dim = cfg.data.feature_dim
     train = data.make_dataset(data_dir, "train", "caption", batch_size=tcfg.batch_size,
                               image_size=cfg.data.image_size, feature_dim=feature_dim,
-                              seed=tcfg.seed, repeat=True)
+                              seed=tcfg.seed, repeat=True, captions_per_image=tcfg.captions_per_image)
     if blind:
         from vcaption.evaluate import blind_input
 

@@ -351,3 +351,25 @@ def test_from_config_does_not_fetch_pretrained_weights_again():
     restored = LRCNCaptioner.from_config(config)
     assert restored.encoder_weights == "imagenet"
     assert restored.get_config()["encoder_weights"] == "imagenet"
+
+
+@pytest.mark.parametrize("key", sorted(ALL_CONFIGS))
+def test_grouped_batch_equals_each_caption_with_its_own_image_copy(key):
+    # Each image once, followed by its K captions (image-major), must give the logits and the
+    # gradients of the batch in which every caption carries its own copy of the image.
+    model, k = build(key), 2
+    inputs = make_inputs(model)
+    rng = np.random.default_rng(1)
+    captions = rng.integers(3, VOCAB, size=(BATCH * k, TIME)).astype("int32")
+    grouped = {"visual": inputs["visual"], "caption_in": captions}
+    ungrouped = {"visual": np.repeat(inputs["visual"], k, axis=0), "caption_in": captions}
+
+    def loss_and_grads(batch):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(batch, training=False) ** 2)
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    (loss_g, grads_g), (loss_u, grads_u) = loss_and_grads(grouped), loss_and_grads(ungrouped)
+    assert_all_close(loss_g, loss_u)
+    for g, u in zip(grads_g, grads_u):
+        assert_all_close(g, u, rtol=1e-4, atol=1e-5)

@@ -9,6 +9,9 @@ BENCHMARKS = {
     "preprocess": "vcaption.bench.preprocess",
     "decode": "vcaption.bench.decode",
     "train": "vcaption.bench.train",
+    "batch_caption": "vcaption.bench.batch_caption",
+    "serving": "vcaption.bench.serving",
+    "regions": "vcaption.bench.regions",
 }
 
 

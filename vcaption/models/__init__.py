@@ -9,6 +9,11 @@ MODELS = {
     "LRCNCaptioner": "vcaption.models.lrcn",
     "KarpathyMultimodalRNN": "vcaption.models.mrnn",
     "MaoMultimodalRNN": "vcaption.models.mrnn",
+    "LRCNActivityRecognizer": "vcaption.models.lrcn",
+    "VideoLRCNCaptioner": "vcaption.models.lrcn",
+    "S2VTCaptioner": "vcaption.models.s2vt",
+    "VQAModel": "vcaption.models.vqa",
+    "RegionRanker": "vcaption.models.ranker",
 }
 
 

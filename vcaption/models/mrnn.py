@@ -69,7 +69,7 @@ class KarpathyMultimodalRNN(CaptionerBase):
         self._output_layers(vocab_size, dtype)  # W_oh, b_o
 
         # === Functional Model ===
-        features = self.encoder(visual)  # [batch, F]
+        features = self._encode_per_caption(visual, caption_in)  # [batch, F]
         features = keras.layers.Dropout(dropout, name="image_dropout")(features)
         b_v = self.image_bias(features)  # Eq. 13, [batch, projection_units]
         x = self.word_embedding(caption_in)  # x_t, [batch, time, E]
@@ -177,7 +177,7 @@ class MaoMultimodalRNN(CaptionerBase):
         self._output_layers(vocab_size, dtype)
 
         # === Functional Model ===
-        features = self.encoder(visual)  # I, [batch, F]
+        features = self._encode_per_caption(visual, caption_in)  # I, [batch, F]
         features = keras.layers.Dropout(dropout, name="image_dropout")(features)
         w = self.word_embedding_2(self.word_embedding(caption_in))  # w(t), [batch, time, 256]
         w = keras.layers.Dropout(dropout, name="word_dropout")(w)

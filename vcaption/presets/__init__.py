@@ -2,3 +2,6 @@
 `vcaption.config.PRESETS` (the `@preset` decorator)."""
 
 from vcaption.presets import captioning  # noqa: F401
+from vcaption.presets import retrieval  # noqa: F401
+from vcaption.presets import vqa  # noqa: F401
+from vcaption.presets import video  # noqa: F401

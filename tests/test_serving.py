@@ -1,0 +1,601 @@
+"""Serving: deployment configs, the development server's gRPC/REST API, the client, batching.
+
+One tiny LRCN-2f export (served under the default preset name `lrcn_2f`) and a tiny generic
+two-input model (`toy`, two versions) are served by an in-process development server on a free
+loopback port, through a `models.config` whose base paths are the container's `/models/<name>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import re
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from google.protobuf import text_format
+
+from test_export import DECODE, IMAGE_SIZE, WORDS, _jpeg, _png_header, _tiny_captioner
+from vcaption import export, images, text
+from vcaption.serving import client as client_lib
+from vcaption.serving import protos
+from vcaption.serving.batching import BatchOptions, BatchScheduler
+from vcaption.serving.devserver import DevServer
+from vcaption.serving.servables import ServingError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SERVING = REPO / "serving"
+MAX_REQUEST_BYTES = 1 << 20  # small, so that "oversized" costs little
+
+
+class ToyModule(tf.Module):
+    """A generic two-input signature (like VQA's image + question), nothing captioner-specific.
+
+    `score` = mean pixel of the decoded image + length of the question + `offset`; the image goes
+    through `images.preprocess_image`, so bytes that are not images fail in-graph as in exports.
+    """
+
+    def __init__(self, offset: float):
+        super().__init__()
+        self.offset = tf.Variable(offset)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                  tf.TensorSpec([None], tf.string, name="question")])
+    def answer(self, image_bytes, question):
+        pixels = tf.map_fn(lambda b: images.preprocess_image(b, 8), image_bytes,
+                           fn_output_signature=tf.TensorSpec([8, 8, 3], tf.uint8))
+        mean = tf.reduce_mean(tf.cast(pixels, tf.float32), axis=[1, 2, 3])  # [batch]
+        score = mean + tf.cast(tf.strings.length(question), tf.float32) + self.offset
+        return {"score": score, "answer": tf.strings.upper(question)}
+
+
+def export_toy(root, offset: float) -> str:
+    module = ToyModule(offset)
+    return export.save_versioned(
+        module, {"serving_default": module.answer.get_concrete_function()}, str(root), "toy")
+
+
+def toy_inputs(jpegs, questions):
+    return {"image_bytes": np.array(jpegs, object), "question": np.array(questions, object)}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """The development server (batching on) over a models.config naming /models/<name> paths."""
+    tmp = tmp_path_factory.mktemp("serving")
+    root = tmp / "saved_models"
+    toy_paths = [export_toy(root, offset) for offset in (1.0, 2.0)]  # toy versions 1 and 2
+    config_path = tmp / "models.config"
+    config_path.write_text("""
+        model_config_list {
+          config { name: "lrcn_2f" base_path: "/models/lrcn_2f" model_platform: "tensorflow" }
+          config { name: "toy" base_path: "/models/toy" model_platform: "tensorflow"
+                   model_version_policy { all {} }
+                   version_labels { key: "stable" value: 1 } }
+          config { name: "not_exported_yet" base_path: "/models/nothing" }
+        }""")
+    dev = DevServer(protos.read_model_server_config(str(config_path)),
+                    BatchOptions(max_batch_size=8, batch_timeout_micros=3000, num_batch_threads=1),
+                    models_dir=str(root), max_request_bytes=MAX_REQUEST_BYTES)
+    dev.start(port=0, rest_port=0)
+    client = client_lib.ServingClient(f"127.0.0.1:{dev.port}", timeout=60, retries=1)
+    yield {"dev": dev, "client": client, "tmp": tmp, "root": root, "config_path": config_path,
+           "toy": [tf.saved_model.load(p) for p in toy_paths],
+           "jpegs": [_jpeg(seed) for seed in range(3)]}
+    client.close()
+    dev.stop()
+
+
+@pytest.fixture(scope="module")
+def captioner(deployment):
+    """A tiny LRCN-2f exported as `lrcn_2f` into the served root (slow: traces beam search)."""
+    vocab = text.Vocabulary.write(WORDS, str(deployment["tmp"] / "vocab.txt"))
+    path = export.export_captioner(_tiny_captioner(), vocab, str(deployment["root"]), "lrcn_2f",
+                                   IMAGE_SIZE, DECODE)
+    deployment["dev"].refresh()
+    return tf.saved_model.load(path)
+
+
+def _code(call):
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+# ----------------------------------------------------------------------------------------------
+# Deployment files.
+
+
+def test_models_config_parses_and_names_the_preset_exports():
+    import vcaption.presets  # noqa: F401  (registers the presets)
+    from vcaption.config import PRESETS
+
+    config = protos.read_model_server_config(str(SERVING / "models.config"))
+    models = {m.name: m for m in config.model_config_list.config}
+    captioners = {name for name, make in PRESETS.items() if make().task == "caption"}
+    assert captioners <= set(models), "every captioning preset's export is served"
+    assert "lrcn_2f" in models  # the default preset
+    for name, model in models.items():
+        cfg = PRESETS[name]()  # the names are presets, exported by python -m vcaption.train
+        assert (cfg.export.name or cfg.name) == name and cfg.export.saved_models_dir == "saved_models"
+        assert model.base_path == f"/models/{name}" and model.model_platform == "tensorflow"
+        assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tfserving"]
+    assert "../saved_models:/models:ro" in compose["volumes"]  # /models/<name> = saved_models/<name>
+    assert compose["image"] == "tensorflow/serving:latest-gpu" and compose["runtime"] == "nvidia"
+
+
+def _model_server_flags(command: str) -> list[str]:
+    tokens = command.replace("\\\n", " ").split()
+    after = tokens[tokens.index("tensorflow_model_server") + 1:]
+    return [t[2:].split("=")[0] for t in after if t.startswith("--")]
+
+
+def test_readme_and_compose_use_only_real_model_server_flags():
+    readme = (SERVING / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
+    commands = [c for block in blocks for c in re.split(r"(?<!\\)\n", block)
+                if "tensorflow_model_server" in c]
+    assert commands, "the README shows the model server command line"
+    compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tfserving"]
+    commands.append(" ".join(compose["entrypoint"] + compose["command"]))
+    for command in commands:
+        flags = _model_server_flags(command)
+        assert {"port", "rest_api_port", "model_config_file"} <= set(flags), command
+        assert set(flags) <= protos.MODEL_SERVER_FLAGS, set(flags) - protos.MODEL_SERVER_FLAGS
+        assert "--port=8500" in command and "--rest_api_port=8501" in command
+
+
+def test_batching_and_monitoring_files_parse():
+    for name in ("batching_parameters.txt", "batching_parameters_cpu.txt"):
+        params = protos.read_batching_parameters(str(SERVING / name))
+        options = BatchOptions.from_proto(params)  # validates allowed sizes against the maximum
+        assert options.max_batch_size == params.max_batch_size.value >= 16, name
+        assert options.batch_timeout_micros > 0 and options.num_batch_threads >= 1, name
+    assert options.allowed_batch_sizes == ()  # CPU: no padding
+    gpu = BatchOptions.from_proto(protos.read_batching_parameters(
+        str(SERVING / "batching_parameters.txt")))
+    assert gpu.allowed_batch_sizes[-1] == gpu.max_batch_size
+    monitoring = protos.read_monitoring_config(str(SERVING / "monitoring.config"))
+    assert monitoring.prometheus_config.enable
+    with pytest.raises(ValueError, match="not a valid BatchingParameters"):  # wrong file
+        protos.read_batching_parameters(str(SERVING / "monitoring.config"))
+    params = text_format.Parse("max_batch_size { value: 8 } allowed_batch_sizes: 4",
+                               protos.BatchingParameters())
+    with pytest.raises(ValueError, match="end at max_batch_size"):
+        BatchOptions.from_proto(params)
+
+
+# ----------------------------------------------------------------------------------------------
+# End to end over gRPC and REST.
+
+
+def _strings(array):
+    return [[c.decode() for c in row] for row in np.asarray(array).tolist()]
+
+
+def _toy_direct(deployment, version, jpegs, questions):
+    out = deployment["toy"][version - 1].signatures["serving_default"](
+        image_bytes=tf.constant(jpegs), question=tf.constant(questions))
+    return out["score"].numpy(), out["answer"].numpy().tolist()
+
+
+def test_grpc_generic_model_versions_labels_metadata(deployment):
+    client, jpegs = deployment["client"], deployment["jpegs"]
+    assert client.status("toy") == {1: "AVAILABLE", 2: "AVAILABLE"}
+    assert client.status("toy", version=1) == {1: "AVAILABLE"}
+    signatures = client.metadata("toy")
+    assert list(signatures) == ["serving_default"]
+    assert set(signatures["serving_default"].inputs) == {"image_bytes", "question"}
+    assert set(signatures["serving_default"].outputs) == {"score", "answer"}
+    questions = [b"what colour", b"how many"]
+    for version, label, expected_version in [(None, None, 2), (1, None, 1), (2, None, 2),
+                                             (None, "stable", 1)]:
+        out = client.predict("toy", toy_inputs(jpegs[:2], questions), version=version,
+                             label=label)
+        score, answer = _toy_direct(deployment, expected_version, jpegs[:2], questions)
+        np.testing.assert_allclose(out["score"], score, rtol=1e-6)
+        assert out["answer"].tolist() == answer == [q.upper() for q in questions]
+    only = client.predict("toy", toy_inputs(jpegs[:1], [b"q"]), output_filter=["score"])
+    assert set(only) == {"score"}
+
+
+def _http(server, path, body=None):
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"http://{server}{path}", data=data),
+                                    timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_rest_row_and_columnar_forms(deployment):
+    dev, jpegs = deployment["dev"], deployment["jpegs"]
+    server = f"127.0.0.1:{dev.rest_port}"
+    score, _ = _toy_direct(deployment, 1, jpegs[:2], [b"a", b"bb"])
+    outputs = client_lib.rest_predict(server, "toy", toy_inputs(jpegs[:2], [b"a", b"bb"]),
+                                      version=1)
+    assert outputs["answer"] == ["A", "BB"]
+    np.testing.assert_allclose(outputs["score"], score, rtol=1e-6)
+    rows = [{"image_bytes": {"b64": base64.b64encode(j).decode()}, "question": q}
+            for j, q in zip(jpegs[:2], ["a", "bb"])]
+    status, body = _http(server, "/v1/models/toy/labels/stable:predict", {"instances": rows})
+    assert status == 200 and [p["answer"] for p in body["predictions"]] == ["A", "BB"]
+    np.testing.assert_allclose([p["score"] for p in body["predictions"]], score, rtol=1e-6)
+    bad = [{"image_bytes": {"b64": base64.b64encode(b"not an image").decode()}, "question": "a"}]
+    status, body = _http(server, "/v1/models/toy:predict", {"instances": bad})
+    assert status == 400 and "not a JPEG" in body["error"]
+    assert _http(server, "/v1/models/nope:predict", {"instances": rows})[0] == 404
+    assert _http(server, "/v1/models/toy/versions/9:predict", {"instances": rows})[0] == 404
+    assert _http(server, "/v1/models/toy:predict", {"inputs": {"question": ["x"]}})[0] == 400
+    assert _http(server, "/v1/models/toy:predict", {"rows": []})[0] == 400
+    status, body = _http(server, "/v1/models/toy")
+    assert status == 200
+    assert sorted(s["version"] for s in body["model_version_status"]) == ["1", "2"]
+    status, body = _http(server, "/v1/models/toy/metadata")
+    assert status == 200 and "serving_default" in body["metadata"]["signature_def"][
+        "signatureDef"]
+
+
+def malformed_requests(client, jpeg: bytes, feature_dim: int | None = None):
+    """(kind, PredictRequest, allowed codes) for every kind of bad request in issue 8.
+
+    With `feature_dim` (a captioner `lrcn_2f` is served) the captioner's signatures are
+    included; otherwise `lrcn_2f` has no versions yet and must answer NOT_FOUND.
+    """
+    invalid = {grpc.StatusCode.INVALID_ARGUMENT}
+    not_found = {grpc.StatusCode.NOT_FOUND}
+    req = client.predict_request
+    strings = lambda *b: np.array(list(b), object)  # noqa: E731
+    toy = lambda images, questions, **kw: req("toy", {"image_bytes": images,  # noqa: E731
+                                                      "question": questions}, **kw)
+    huge_shape = tf.make_tensor_proto(np.array([b"q"], object))
+    huge_shape.tensor_shape.dim[0].size = 10 ** 12  # a few bytes declaring 10^12 strings
+    kinds = [
+        ("not an image", toy(strings(b"definitely not an image"), strings(b"q")), invalid),
+        ("empty bytes", toy(strings(jpeg, b""), strings(b"q", b"r")), invalid),
+        ("bomb header", toy(strings(_png_header(30000, 30000)), strings(b"q")), invalid),
+        ("truncated jpeg", toy(strings(jpeg[: len(jpeg) // 3]), strings(b"q")), invalid),
+        ("wrong dtype", toy(np.zeros([1], np.float32), strings(b"q")), invalid),
+        ("wrong dtype int", toy(strings(jpeg), np.array([7], np.int64)), invalid),
+        ("wrong rank", toy(strings(jpeg).reshape(1, 1), strings(b"q")), invalid),
+        ("scalar for batch", toy(np.array(jpeg, object), strings(b"q")), invalid),
+        ("huge declared shape", toy(strings(jpeg), huge_shape), invalid),
+        ("mismatched batch", toy(strings(jpeg), strings(b"a", b"b")), invalid),
+        ("missing input", req("toy", {"image_bytes": strings(jpeg)}), invalid),
+        ("no inputs", req("toy", {}), invalid),
+        ("unknown input", req("toy", {"image_bytes": strings(jpeg), "question": strings(b"q"),
+                                      "extra": [1.0]}), invalid),
+        ("unknown output", toy(strings(jpeg), strings(b"q"), output_filter=["nope"]), invalid),
+        ("oversized payload", toy(strings(b"\xff" * (MAX_REQUEST_BYTES + 10)), strings(b"q")),
+         invalid),
+        ("unknown model", req("nope", {"image_bytes": strings(jpeg)}), not_found),
+        ("unknown version", toy(strings(jpeg), strings(b"q"), version=99), not_found),
+        ("unknown label", toy(strings(jpeg), strings(b"q"), label="canary"), not_found),
+        ("unknown signature", toy(strings(jpeg), strings(b"q"), signature="nope"), not_found),
+        ("model without versions", req("not_exported_yet", {"image_bytes": strings(jpeg)}),
+         not_found),
+    ]
+    if feature_dim is None:
+        kinds.append(("captioner not exported", req("lrcn_2f", {"image_bytes": strings(jpeg)}),
+                      not_found))
+    else:
+        kinds += [
+            ("captioner: not an image", req("lrcn_2f", {"image_bytes": strings(b"GIF8junk")}),
+             invalid),
+            ("captioner: wrong width", req("lrcn_2f", {"features": np.zeros(
+                [1, feature_dim + 1], np.float32)}, "caption_features"), invalid),
+            ("captioner: missing input", req("lrcn_2f", {"image_bytes": strings(jpeg)},
+                                             "caption_sample"), invalid),
+            ("captioner: bad temperature", req("lrcn_2f", {
+                "image_bytes": strings(jpeg), "temperature": np.float32(0),
+                "num_samples": np.int32(2)}, "caption_sample"), invalid),
+            ("captioner: too many samples", req("lrcn_2f", {
+                "image_bytes": strings(jpeg), "temperature": np.float32(1),
+                "num_samples": np.int32(export.MAX_SAMPLES + 1)}, "caption_sample"), invalid),
+            ("captioner: unknown signature", req("lrcn_2f", {"image_bytes": strings(jpeg)},
+                                                 "nope"), not_found),
+        ]
+    return kinds
+
+
+def test_malformed_requests_get_invalid_argument_or_not_found(deployment):
+    client, jpegs = deployment["client"], deployment["jpegs"]
+    kinds = malformed_requests(client, jpegs[0])
+    for kind, request, allowed in kinds:
+        code, details = _code(lambda: client.call(client.prediction.Predict, request))
+        assert code in allowed, (kind, code, details)
+        assert details, kind  # a message that says what is wrong
+    # ... and the server keeps serving.
+    out = client.predict("toy", toy_inputs(jpegs[:1], [b"q"]))
+    assert out["answer"].tolist() == [b"Q"]
+    assert _code(lambda: client.status("nope"))[0] == grpc.StatusCode.NOT_FOUND
+    assert _code(lambda: client.metadata("toy", version=7))[0] == grpc.StatusCode.NOT_FOUND
+
+
+def test_batched_requests_each_get_their_own_answer(deployment):
+    """Concurrent requests (one of them bad) through the batcher: right rows, one failure."""
+    client, jpegs, dev = deployment["client"], deployment["jpegs"], deployment["dev"]
+    inputs = [([j], [b"q%d" % i]) for i, j in enumerate(jpegs)]
+    inputs += [(jpegs[1:], [b"x", b"yy"]), ([b"not an image"], [b"z"])]
+    results = [None] * len(inputs)
+    before = sum(len(s.batch_sizes) for s in dev._schedulers.values())
+    barrier = threading.Barrier(len(inputs))
+
+    def send(i):
+        barrier.wait()
+        try:
+            results[i] = client.predict("toy", toy_inputs(*inputs[i]), version=1)
+        except grpc.RpcError as error:
+            results[i] = error.code()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, (images_, questions) in enumerate(inputs[:-1]):
+        score, answer = _toy_direct(deployment, 1, images_, questions)
+        np.testing.assert_allclose(results[i]["score"], score, rtol=1e-6)
+        assert results[i]["answer"].tolist() == answer
+    assert results[-1] == grpc.StatusCode.INVALID_ARGUMENT
+    assert sum(len(s.batch_sizes) for s in dev._schedulers.values()) > before
+
+
+def test_new_versions_are_loaded_and_removed_ones_unloaded(deployment):
+    """What the poller does (`refresh`): a new export is served, a deleted one goes away."""
+    import shutil
+
+    dev, client, jpegs = deployment["dev"], deployment["client"], deployment["jpegs"]
+    toy_root = deployment["root"] / "toy"
+    path = toy_root / "3"
+    shutil.copytree(toy_root / "1", toy_root / ".tmp-copy")  # as save_versioned: rename into place
+    os.rename(toy_root / ".tmp-copy", path)
+    dev.refresh()
+    assert client.status("toy") == {1: "AVAILABLE", 2: "AVAILABLE", 3: "AVAILABLE"}
+    latest = client.predict("toy", toy_inputs(jpegs[:1], [b"ab"]))["score"]  # a copy of v1
+    np.testing.assert_allclose(latest, _toy_direct(deployment, 1, jpegs[:1], [b"ab"])[0],
+                               rtol=1e-6)
+    shutil.rmtree(path)
+    dev.refresh()
+    assert client.status("toy") == {1: "AVAILABLE", 2: "AVAILABLE"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Client.
+
+
+def _write_files(tmp_path, payloads):
+    files = []
+    for i, payload in enumerate(payloads):
+        files.append(str(tmp_path / f"{i}.jpg"))
+        pathlib.Path(files[-1]).write_bytes(payload)
+    return files
+
+
+def test_client_cli_batches_files(deployment, tmp_path, capsys):
+    dev, jpegs = deployment["dev"], deployment["jpegs"]
+    files = _write_files(tmp_path, [*jpegs, b"not an image"])
+    ok_before = dev.codes.get("OK", 0)
+    # --input question=... is typed from the metadata and repeated once per file.
+    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model", "toy", "--version",
+                            "1", "--input", "question=why", "--batch_size", "2",
+                            *files[:3]]) == 0
+    assert dev.codes["OK"] - ok_before == 3  # metadata + 3 files in 2 requests
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    score, _ = _toy_direct(deployment, 1, jpegs, [b"why"] * 3)
+    assert [line["file"] for line in lines] == files[:3]
+    assert [line["answer"] for line in lines] == ["WHY"] * 3
+    np.testing.assert_allclose([line["score"] for line in lines], score, rtol=1e-6)
+
+    # The REST path; a failing request is reported per file and in the exit status.
+    assert client_lib.main(["--rest", "--server", f"127.0.0.1:{dev.rest_port}", "--model", "toy",
+                            "--version", "1", "--input", "question=why", "--batch_size", "1", files[0],
+                            files[3]]) == 1
+    rest_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rest_lines[0]["answer"] == "WHY"
+    assert rest_lines[0]["score"] == pytest.approx(float(score[0]), rel=1e-6)
+    assert "HTTP 400" in rest_lines[1]["error"] and "not a JPEG" in rest_lines[1]["error"]
+
+
+class _Unavailable(grpc.RpcError):
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+
+def test_client_retries_unavailable_with_exponential_backoff():
+    sleeps, calls = [], []
+
+    def flaky(request, timeout):
+        calls.append(timeout)
+        if len(calls) < 3:
+            raise _Unavailable()
+        return "ok"
+
+    client = client_lib.ServingClient("127.0.0.1:1", timeout=2.5, retries=3, backoff=0.1,
+                                      sleep=sleeps.append)
+    assert client.call(flaky, None) == "ok"
+    assert calls == [2.5, 2.5, 2.5]  # every attempt has the deadline
+    assert len(sleeps) == 2 and 0.1 <= sleeps[0] <= 0.15 and 0.2 <= sleeps[1] <= 0.3
+    sleeps.clear()
+    with pytest.raises(grpc.RpcError):  # a server that never comes up: retries run out
+        client_lib.ServingClient("127.0.0.1:1", timeout=0.5, retries=2, backoff=0.01,
+                                 sleep=sleeps.append).status("x")
+    assert len(sleeps) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch scheduler.
+
+
+def test_batch_scheduler_concatenates_splits_and_isolates_failures():
+    seen = []
+
+    def run(inputs):
+        x = inputs["x"]
+        seen.append(len(x))
+        if np.any(x < 0):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "negative")
+        return {"y": x * 10, "n": np.full([len(x)], len(x))}
+
+    options = BatchOptions(max_batch_size=8, batch_timeout_micros=200_000,
+                           allowed_batch_sizes=(4, 8))
+    scheduler = BatchScheduler(run, options)
+    try:
+        futures = [scheduler.submit({"x": np.array([i, i + 100])}) for i in range(3)]
+        bad = scheduler.submit({"x": np.array([-1])})
+        for i, future in enumerate(futures):
+            assert future.result(5)["y"].tolist() == [10 * i, 10 * (i + 100)]
+        with pytest.raises(ServingError, match="negative"):
+            bad.result(5)
+        assert seen[0] == 8  # 7 rows in one batch, padded to the allowed size 8
+        assert scheduler.batch_sizes[0] == 7
+        # Timeout: a lone request runs after batch_timeout_micros even though the batch is small.
+        start = time.monotonic()
+        assert scheduler.submit({"x": np.array([5])}).result(5)["y"].tolist() == [50]
+        assert time.monotonic() - start >= 0.15
+        with pytest.raises(ServingError, match="batch size"):
+            scheduler.submit({"x": np.array([1]), "z": np.array([1, 2])})
+    finally:
+        scheduler.close()
+
+    blocked = threading.Event()
+    slow = BatchScheduler(lambda inputs: blocked.wait(5) and {"y": inputs["x"]},
+                          BatchOptions(max_batch_size=2, max_enqueued_batches=1))
+    try:
+        first = slow.submit({"x": np.array([1, 2])})
+        time.sleep(0.1)  # the worker takes it and blocks
+        queued = slow.submit({"x": np.array([3, 4])})
+        with pytest.raises(ServingError) as info:
+            slow.submit({"x": np.array([5])})
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        blocked.set()
+        assert first.result(5)["y"].tolist() == [1, 2] and queued.result(5)["y"].tolist() == [3, 4]
+    finally:
+        blocked.set()
+        slow.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Load test.
+
+
+def test_loadtest_reports_and_plots(deployment, tmp_path):
+    from vcaption.serving import loadtest
+
+    results = loadtest.run([1, 2], duration=1.0, server=f"127.0.0.1:{deployment['dev'].port}",
+                           model="toy", inputs=toy_inputs(deployment["jpegs"][:1], [b"q"]),
+                           warmup=2)
+    assert [r.concurrency for r in results] == [1, 2]
+    for r in results:
+        assert r.requests > 0 and r.errors == 0 and r.qps > 0
+        assert 0 < r.p50 <= r.p95 <= r.p99
+    table = loadtest.format_table(results)
+    assert "QPS" in table and "p99" in table
+    png = loadtest.plot(results, str(tmp_path / "load.png"))
+    assert pathlib.Path(png).read_bytes()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------------------------
+# Slow: the captioner export end to end, and a storm of malformed requests.
+
+
+@pytest.mark.slow
+def test_captioner_every_signature_over_grpc_rest_and_cli(deployment, captioner, tmp_path,
+                                                          capsys):
+    client, jpegs, dev = deployment["client"], deployment["jpegs"], deployment["dev"]
+    signatures = client.metadata("lrcn_2f")
+    assert set(signatures) == set(export.SIGNATURES)
+    feature_dim = signatures["caption_features"].inputs["features"].tensor_shape.dim[1].size
+    features = np.random.default_rng(0).normal(size=(2, feature_dim)).astype(np.float32)
+    requests = {
+        "serving_default": {"image_bytes": np.array(jpegs, object)},
+        "caption_features": {"features": features},
+        "caption_sample": {"image_bytes": np.array(jpegs[:2], object),
+                           "temperature": np.float32(1.0), "num_samples": np.int32(4)},
+    }
+    for signature, inputs in requests.items():
+        served = client.predict("lrcn_2f", inputs, signature)
+        direct = captioner.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        assert _strings(served["captions"]) == _strings(direct["captions"]), signature
+        np.testing.assert_allclose(served["scores"], direct["scores"].numpy(), rtol=1e-5)
+        assert served["captions"].shape == (len(next(iter(inputs.values()))), DECODE.n_best)
+    direct = _strings(captioner.signatures["serving_default"](image_bytes=tf.constant(jpegs))[
+        "captions"])
+    outputs = client_lib.rest_predict(f"127.0.0.1:{dev.rest_port}", "lrcn_2f",
+                                      {"image_bytes": jpegs})
+    assert outputs["captions"] == direct
+
+    files = _write_files(tmp_path, jpegs)
+    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model", "lrcn_2f",
+                            "--batch_size", "2", *files]) == 0
+    assert [json.loads(line)["captions"] for line in capsys.readouterr().out.splitlines()] == \
+        direct
+    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model", "lrcn_2f",
+                            "--signature", "caption_sample", "--input", "temperature=0.7",
+                            "--input", "num_samples=5", files[0]]) == 0
+    sampled = json.loads(capsys.readouterr().out)
+    assert len(sampled["captions"]) == DECODE.n_best and len(sampled["scores"]) == DECODE.n_best
+
+
+@pytest.mark.slow
+def test_10000_malformed_requests_under_load_keep_the_server_up(deployment, captioner):
+    """Must-show 4: every malformed kind, interleaved with valid requests, from 8 threads, against
+    a development server subprocess with batching on."""
+    import concurrent.futures
+
+    from vcaption.bench.serving import start_devserver
+
+    process, port = start_devserver(str(deployment["config_path"]), [
+        "--models_dir", str(deployment["root"]), "--max_request_bytes", str(MAX_REQUEST_BYTES),
+        "--enable_batching", "--batching_parameters_file",
+        str(SERVING / "batching_parameters.txt")])
+    client = client_lib.ServingClient(f"127.0.0.1:{port}", timeout=120, retries=0)
+    try:
+        jpegs = deployment["jpegs"]
+        feature_dim = client.metadata("lrcn_2f")["caption_features"].inputs[
+            "features"].tensor_shape.dim[1].size
+        kinds = malformed_requests(client, jpegs[0], feature_dim)
+        valid = [client.predict_request("toy", toy_inputs(jpegs[:2], [b"a", b"b"])),
+                 client.predict_request("lrcn_2f", {"image_bytes": np.array(jpegs[:1], object)})]
+        schedule = []  # (kind, request, allowed codes or None for "must succeed")
+        malformed = 0
+        while malformed < 10_000:
+            if len(schedule) % 20 == 19:
+                schedule.append(("valid", valid[len(schedule) % 2], None))
+            else:
+                schedule.append(kinds[malformed % len(kinds)])
+                malformed += 1
+
+        def send(item):
+            kind, request, allowed = item
+            try:
+                client.prediction.Predict(request, timeout=120)
+                return kind, allowed, grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                return kind, allowed, error.code()
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, schedule))
+        wrong = [(kind, code) for kind, allowed, code in answers
+                 if (code != grpc.StatusCode.OK if allowed is None else code not in allowed)]
+        assert not wrong, wrong[:10]
+        assert sum(allowed is not None for _, allowed, _ in answers) == 10_000
+        assert sum(allowed is None for _, allowed, _ in answers) >= 500
+        assert process.poll() is None  # still up
+        assert client.status("lrcn_2f") == {1: "AVAILABLE"}
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,63 @@
+"""The VQA trainer end to end on the tiny built-in world: preparation through the Beam job, model and
+both baselines in one table, results in the official format that the scorer CLI re-scores to the same
+numbers, and an export that answers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from vcaption import config as config_lib
+from vcaption import evaluate, train
+from vcaption.metrics import vqa as vqa_metrics
+
+
+@pytest.mark.slow
+def test_vqa_preset_trains_scores_baselines_and_exports(shapes_world, tmp_path, capsys):
+    root = tmp_path / "shapes"
+    root.mkdir()
+    os.symlink(shapes_world, root / "world")  # the built-in world, already generated
+    cfg = config_lib.apply_overrides(config_lib.get_preset("vqa_lstm_cnn"), [
+        f"data.shapes_root={str(root)!r}", "data.image_size=16", "data.min_count=1",
+        "model.image_size=16", "model.embedding_dim=8", "model.lstm_units=8", "model.common_dim=16",
+        "model.hidden_units=16", "train.epochs=1", "train.batch_size=32",
+        f"export.saved_models_dir={str(tmp_path / 'saved_models')!r}"])
+    assert cfg.task == "vqa" and train.TASK_TRAINERS["vqa"] == "vcaption.train_vqa"
+    output = tmp_path / "run"
+    metrics = train.run(cfg, str(output), verbose=0)
+
+    assert metrics == json.loads((output / "metrics.json").read_text())
+    for row in (metrics["model"], metrics["baselines"]["question_only"],
+                metrics["baselines"]["prior_per_question_type"]):
+        assert 0.0 <= row["overall"] <= 1.0
+        assert set(row["per_answer_type"]) == {"yes/no", "number", "other"}
+        assert "how many" in row["per_question_type"]
+    assert metrics["data"]["examples"]["test"] == metrics["model"]["questions"]
+    printed = capsys.readouterr().out
+    assert "question only (LSTM Q)" in printed and "prior per question type" in printed
+
+    # The official-format results re-score to the same accuracy from the published JSON files.
+    questions = shapes_world / "vqa" / "v2_OpenEnded_shapes_test_questions.json"
+    annotations = shapes_world / "vqa" / "v2_shapes_test_annotations.json"
+    rescored = tmp_path / "rescored.json"
+    assert evaluate.main(["--task", "vqa", "--results", str(output / "results_test.json"),
+                          "--questions", str(questions), "--annotations", str(annotations),
+                          "--output", str(rescored)]) == 0
+    assert json.loads(rescored.read_text())["overall"] == pytest.approx(metrics["model"]["overall"])
+
+    # One official-format entry per test question.
+    results = json.loads((output / "results_test.json").read_text())
+    assert len(results) == metrics["model"]["questions"]
+    assert all(set(r) == {"question_id", "answer"} for r in results)
+
+    loaded = tf.saved_model.load(metrics["export"])
+    jpeg = open(shapes_world / "images" / sorted(os.listdir(shapes_world / "images"))[0], "rb").read()
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([jpeg]),
+                                                question=tf.constant(["how many shapes are there?"]))
+    answers = (tmp_path / "shapes" / "vqa-records-16-k1000" / "answers.txt").read_text().split("\n")
+    assert out["answers"].shape == (1, 5)
+    assert {a.decode() for a in out["answers"].numpy()[0]} <= set(answers)
+    assert all(vqa_metrics.normalize_answer(a) == a for a in answers if a)

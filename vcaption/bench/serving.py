@@ -1,0 +1,121 @@
+"""Server-side batching: throughput and tail latency of the development server, batched vs not.
+
+    python -m vcaption.bench serving [--duration 20] [--size small|preset]
+        [--export_dir saved_models/lrcn_2f]
+        [--batching_parameters_file serving/batching_parameters_cpu.txt] [--output DIR]
+
+Exports an LRCN-2f with random weights biased to say long captions (as in `bench decode`) — at
+`--size small` (hidden 64, small_cnn at 32x32; default) or at the `lrcn_2f` preset sizes
+(`--size preset`) — unless `--export_dir` names a model directory, then runs the development
+server twice as a subprocess on a free loopback port — without batching, then with
+`--enable_batching --batching_parameters_file ...` — and load-tests each with
+`vcaption.serving.loadtest` (one JPEG per request): unbatched at concurrency 1 and 16, batched at
+1, 4 and 16. It prints the table, the throughput ratio (batched, concurrency 16) / (unbatched,
+concurrency 1) and the p99 ratio between the same two rows — the issue's targets are >= 5x and
+<= 3x — and writes `loadtest.json` / `loadtest.png` under `--output`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# Model sizes: the `lrcn_2f` preset (what `python -m vcaption.train` exports), and a small one
+# whose per-image compute is small next to the per-request overhead, as on a GPU.
+SIZES = {"preset": None,
+         "small": {"variant": "2f", "hidden_units": 64, "embedding_dim": 32,
+                   "encoder": "small_cnn", "image_size": 32, "dropout": 0.0}}
+
+
+def _export_captioner(root: str, size: str) -> str:
+    from vcaption import export, text
+    from vcaption.bench.decode import SHAPES_VOCAB_SIZE, _build_model
+    from vcaption.config import DecodeConfig
+    from vcaption.models.lrcn import LRCNCaptioner
+
+    words = [f"w{i}" for i in range(SHAPES_VOCAB_SIZE - len(text.RESERVED_TOKENS))]
+    vocab = text.Vocabulary.write(words, os.path.join(root, "vocab.txt"))
+    if SIZES[size] is None:
+        model = _build_model(None, SHAPES_VOCAB_SIZE)  # random weights that say long captions
+    else:
+        model = LRCNCaptioner(vocab_size=SHAPES_VOCAB_SIZE, **SIZES[size])
+        unigram = np.zeros(SHAPES_VOCAB_SIZE)  # Zipf words, a rare <end>: long captions
+        unigram[4:] = 1.0 / np.arange(1, SHAPES_VOCAB_SIZE - 3)
+        unigram[2] = 1e-3 * unigram[4:].sum()
+        model.initialize_output_bias(unigram)
+    return export.export_captioner(model, vocab, os.path.join(root, "saved_models"), "lrcn_2f",
+                                   model.image_size, DecodeConfig(beam_size=3, n_best=3))
+
+
+def start_devserver(config_path: str, extra_args=()) -> tuple[subprocess.Popen, int]:
+    """Starts `python -m vcaption.serving.devserver` on a free port; returns (process, port)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vcaption.serving.devserver", "--model_config_file", config_path,
+         "--port", "0", "--file_system_poll_wait_seconds", "0", *extra_args],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    for line in process.stdout:
+        if line.startswith("serving gRPC on"):
+            return process, int(line.split()[3].rstrip(",").rsplit(":", 1)[1])
+    raise RuntimeError(f"devserver exited with {process.wait()}")
+
+
+def main(argv=None) -> int:
+    from vcaption.serving import loadtest
+
+    parser = argparse.ArgumentParser(prog="python -m vcaption.bench serving",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per level")
+    parser.add_argument("--size", choices=sorted(SIZES), default="small",
+                        help="size of the exported captioner (ignored with --export_dir)")
+    parser.add_argument("--export_dir", default=None,
+                        help="model directory holding <version>/ (default: export a small one)")
+    parser.add_argument("--batching_parameters_file",
+                        default=os.path.join(REPO, "serving", "batching_parameters_cpu.txt"))
+    parser.add_argument("--output", default="/tmp/vcaption_bench_serving")
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.output, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="bench_", dir=args.output)
+    if args.export_dir:
+        base_path = os.path.abspath(args.export_dir)
+    else:
+        base_path = os.path.dirname(_export_captioner(work, args.size))
+    config_path = os.path.join(work, "models.config")
+    with open(config_path, "w") as f:
+        f.write(f'model_config_list {{ config {{ name: "lrcn_2f" base_path: "{base_path}" '
+                f'model_platform: "tensorflow" }} }}\n')
+    from vcaption.export import warmup_jpeg
+
+    inputs = {"image_bytes": np.array([warmup_jpeg(64)], dtype=object)}
+    results = []
+    for label, extra, levels in [
+            ("unbatched", [], [1, 16]),
+            ("batched", ["--enable_batching", "--batching_parameters_file",
+                         args.batching_parameters_file], [1, 4, 16])]:
+        process, port = start_devserver(config_path, extra)
+        try:
+            results += loadtest.run(levels, args.duration, f"127.0.0.1:{port}", "lrcn_2f",
+                                    inputs, warmup=10, label=label)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print(loadtest.format_table(results))
+    base = next(r for r in results if r.label == "unbatched" and r.concurrency == 1)
+    best = next(r for r in results if r.label == "batched" and r.concurrency == 16)
+    print(f"throughput batched c=16 / unbatched c=1: {best.qps / base.qps:.2f}x (target >= 5x)")
+    print(f"p99 batched c=16 / unbatched c=1: {best.p99 / base.p99:.2f}x (target <= 3x)")
+    json_path, png = loadtest.save(results, args.output, "lrcn_2f: batched vs unbatched")
+    print(f"results -> {json_path}\nplot -> {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
