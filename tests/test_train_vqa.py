@@ -57,7 +57,7 @@ def test_vqa_preset_trains_scores_baselines_and_exports(shapes_world, tmp_path, 
     jpeg = open(shapes_world / "images" / sorted(os.listdir(shapes_world / "images"))[0], "rb").read()
     out = loaded.signatures["serving_default"](image_bytes=tf.constant([jpeg]),
                                                 question=tf.constant(["how many shapes are there?"]))
-    answers = (tmp_path / "shapes" / "vqa-records-16-k1000" / "answers.txt").read_text().split("\n")
+    answers = (tmp_path / "shapes" / "records-vqa-16-top-answers-1000" / "answers.txt").read_text().split("\n")
     assert out["answers"].shape == (1, 5)
     assert {a.decode() for a in out["answers"].numpy()[0]} <= set(answers)
     assert all(vqa_metrics.normalize_answer(a) == a for a in answers if a)

@@ -212,6 +212,27 @@ def build_encoder(name: str = "features", image_size: int | None = None, weights
     return keras.Model(images, x, name=name)
 
 
+def visual_input_and_encoder(name: str, image_size: int | None, feature_dim: int | None, weights=None,
+                             trainable: bool = True, dtype=None):
+    """The model input named "visual" and the encoder for it, as every model family builds them.
+
+    Returns:
+        `(visual, encoder, image_size)`: `keras.Input` `[B, F]` for `"features"` or `[B, S, S, 3]`
+        otherwise, the `build_encoder` model, and S (`image_size` unchanged for `"features"`).
+    """
+    if name == "features":
+        if not feature_dim:
+            raise ValueError("encoder='features' needs feature_dim")
+        visual = keras.Input(shape=(int(feature_dim),), name="visual")
+    else:
+        image_size = int(image_size or DEFAULT_IMAGE_SIZE.get(name, 224))
+        visual = keras.Input(shape=(image_size, image_size, 3), name="visual")
+    # feature_dim describes precomputed features only; image encoders have their own width.
+    encoder = build_encoder(name, image_size=image_size, weights=weights, trainable=trainable,
+                            feature_dim=feature_dim if name == "features" else None, dtype=dtype)
+    return visual, encoder, image_size
+
+
 def encoder_output_dim(name: str, feature_dim: int | None = None) -> int:
     """Size F of the vector `build_encoder(name, ..., feature_dim=feature_dim)` returns."""
     if name == "features":

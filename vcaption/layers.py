@@ -317,17 +317,8 @@ class CaptionerBase(keras.Model):
                             encoder_trainable, dtype):
         from vcaption import encoders as encoders_lib  # layers.py stays importable on its own
 
-        if encoder == "features":
-            if not feature_dim:
-                raise ValueError("encoder='features' needs feature_dim")
-            visual = keras.Input(shape=(int(feature_dim),), name="visual")
-        else:
-            image_size = int(image_size or encoders_lib.DEFAULT_IMAGE_SIZE.get(encoder, 224))
-            visual = keras.Input(shape=(image_size, image_size, 3), name="visual")
-        # feature_dim describes precomputed features only; image encoders have their own width.
-        self.encoder = encoders_lib.build_encoder(
-            encoder, image_size=image_size, weights=encoder_weights, trainable=encoder_trainable,
-            feature_dim=feature_dim if encoder == "features" else None, dtype=dtype)
+        visual, self.encoder, image_size = encoders_lib.visual_input_and_encoder(
+            encoder, image_size, feature_dim, encoder_weights, encoder_trainable, dtype)
         caption_in = keras.Input(shape=(None,), dtype="int32", name="caption_in")
         return visual, caption_in, image_size
 

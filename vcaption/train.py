@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -46,17 +47,33 @@ def builtin_world(cfg: config_lib.DataConfig) -> str:
     return world
 
 
-def prepare_builtin_data(cfg: config_lib.DataConfig) -> str:
-    """Generates the shapes world and preprocesses it (once); returns the records directory."""
+# The built-in world's file that `beam_jobs.preprocess --format F` reads, by format.
+BUILTIN_SOURCES = {"karpathy": "dataset_shapes.json", "coco": "annotations", "vqa": "vqa"}
+
+
+def prepare_builtin_data(cfg: config_lib.DataConfig, fmt: str = "karpathy",
+                         extra_args: Sequence[str] = ()) -> str:
+    """Generates the shapes world and preprocesses it (once); returns the records directory.
+
+    Args:
+        cfg: where the world lives and how to preprocess it.
+        fmt: which of the world's public formats to preprocess (`BUILTIN_SOURCES`): Karpathy
+            captions (the default), COCO captions + instance boxes (the ranker), VQA (VQA).
+        extra_args: more `beam_jobs.preprocess` flags; they name the records directory too, so
+            different settings never share one.
+    """
     from beam_jobs import preprocess
 
     world = builtin_world(cfg)
-    records_dir = os.path.join(cfg.shapes_root, f"records-{cfg.image_size}")
+    tag = "".join(f"-{a.lstrip('-')}" for a in extra_args)
+    prefix = "" if fmt == "karpathy" else f"{fmt}-"
+    records_dir = os.path.join(cfg.shapes_root, f"records-{prefix}{cfg.image_size}{tag}")
     if not os.path.exists(os.path.join(records_dir, "stats.json")):
-        print(f"Preprocessing it with beam_jobs.preprocess into {records_dir}")
-        preprocess.run(["--format", "karpathy", "--input", os.path.join(world, "dataset_shapes.json"),
+        print(f"Preprocessing its {fmt} files with beam_jobs.preprocess into {records_dir}")
+        preprocess.run(["--format", fmt, "--input", os.path.join(world, BUILTIN_SOURCES[fmt]),
                         "--output", records_dir, "--image-size", str(cfg.image_size),
-                        "--min-count", str(cfg.min_count), "--max-length", str(cfg.max_length)])
+                        "--min-count", str(cfg.min_count), "--max-length", str(cfg.max_length),
+                        *extra_args])
     return records_dir
 
 
@@ -253,6 +270,7 @@ TASK_TRAINERS = {
     "video_caption": "vcaption.train_video",
     "vqa": "vcaption.train_vqa",
     "retrieval": "vcaption.train_ranker",
+    "region_caption": "vcaption.region_captioning",
 }
 
 

@@ -32,17 +32,9 @@ SENTENCES_PER_IMAGE = retrieval.SENTENCES_PER_IMAGE
 
 def prepare_region_data(cfg) -> str:
     """The built-in world preprocessed from its COCO files (captions + instance boxes), once."""
-    from beam_jobs import preprocess
-    from vcaption.train import builtin_world
+    from vcaption.train import prepare_builtin_data
 
-    world = builtin_world(cfg)
-    records_dir = os.path.join(cfg.shapes_root, f"records-coco-{cfg.image_size}")
-    if not os.path.exists(os.path.join(records_dir, "stats.json")):
-        print(f"Preprocessing its COCO files (with instance boxes) into {records_dir}")
-        preprocess.run(["--format", "coco", "--input", os.path.join(world, "annotations"),
-                        "--output", records_dir, "--image-size", str(cfg.image_size),
-                        "--min-count", str(cfg.min_count), "--max-length", str(cfg.max_length)])
-    return records_dir
+    return prepare_builtin_data(cfg, "coco")
 
 
 # ---------------------------------------------------------------------------------------------

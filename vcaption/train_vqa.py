@@ -46,16 +46,7 @@ def task_args(cfg: ExperimentConfig) -> dict:
 
 def prepare_builtin_vqa_data(cfg: config_lib.DataConfig, top_answers: int) -> str:
     """The built-in world's VQA v2 files preprocessed once; returns the records directory."""
-    from beam_jobs import preprocess
-
-    world = train.builtin_world(cfg)
-    records_dir = os.path.join(cfg.shapes_root, f"vqa-records-{cfg.image_size}-k{top_answers}")
-    if not os.path.exists(os.path.join(records_dir, "stats.json")):
-        print(f"Preprocessing its VQA files with beam_jobs.preprocess into {records_dir}")
-        preprocess.run(["--format", "vqa", "--input", os.path.join(world, "vqa"), "--output", records_dir,
-                        "--image-size", str(cfg.image_size), "--min-count", str(cfg.min_count),
-                        "--top-answers", str(top_answers)])
-    return records_dir
+    return train.prepare_builtin_data(cfg, "vqa", ["--top-answers", str(top_answers)])
 
 
 def read_answers(data_dir: str) -> list[str]:

@@ -99,16 +99,8 @@ class VQAModel(keras.Model):
         # === Image path and fusion ===
         inputs = {"question": question}
         if image:
-            if encoder == "features":
-                if not feature_dim:
-                    raise ValueError("encoder='features' needs feature_dim")
-                visual = keras.Input(shape=(int(feature_dim),), name="visual")
-            else:
-                image_size = int(image_size or encoders_lib.DEFAULT_IMAGE_SIZE.get(encoder, 224))
-                visual = keras.Input(shape=(image_size, image_size, 3), name="visual")
-            self.encoder = encoders_lib.build_encoder(
-                encoder, image_size=image_size, weights=encoder_weights, trainable=encoder_trainable,
-                feature_dim=feature_dim if encoder == "features" else None, dtype=dtype)
+            visual, self.encoder, image_size = encoders_lib.visual_input_and_encoder(
+                encoder, image_size, feature_dim, encoder_weights, encoder_trainable, dtype)
             inputs["visual"] = visual
             v = L2Normalize(name="l2_normalize")(self.encoder(visual))  # √F v / ||v|| [batch, F]
             v = keras.layers.Dense(common_dim, activation="tanh", dtype=dtype,
