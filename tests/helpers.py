@@ -52,3 +52,18 @@ def run_saving_test(model, inputs, tmp_path, atol=1e-6):
     assert restored.get_config() == model.get_config()
     assert_all_close(restored(inputs, training=False), expected, atol=atol, rtol=0)
     return restored
+
+
+# The start of a script run in a fresh interpreter to prove an export needs TensorFlow only: keras
+# and vcaption are made unimportable while TensorFlow initialises (TF 2.20's `import tensorflow`
+# imports keras eagerly when it is installed), then forgotten, so that anything loading or running
+# the export imports would show in sys.modules (names in `_BLOCKED`).
+TF_ONLY_PREAMBLE = """\
+import base64, json, sys
+_BLOCKED = ("keras", "tf_keras", "vcaption")
+for name in _BLOCKED:
+    sys.modules[name] = None
+import tensorflow as tf
+for name in _BLOCKED:
+    del sys.modules[name]
+"""

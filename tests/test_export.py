@@ -21,6 +21,7 @@ import zlib
 import keras
 import numpy as np
 import pytest
+from helpers import TF_ONLY_PREAMBLE
 import tensorflow as tf
 
 from vcaption import decoding, export, images, text
@@ -91,17 +92,8 @@ def _in_package(model, vocab, jpegs):
             "features": features.numpy()}
 
 
-# Runs in a fresh interpreter: keras and vcaption are made unimportable while TensorFlow
-# initialises (TF 2.20's `import tensorflow` imports keras eagerly when it is installed), then
-# forgotten, so that anything loading or running the export imports would show in sys.modules.
-SERVE_SCRIPT = textwrap.dedent("""
-    import base64, json, sys
-    _BLOCKED = ("keras", "tf_keras", "vcaption")
-    for name in _BLOCKED:
-        sys.modules[name] = None
-    import tensorflow as tf
-    for name in _BLOCKED:
-        del sys.modules[name]
+# Runs in a fresh interpreter with TensorFlow only (see helpers.TF_ONLY_PREAMBLE).
+SERVE_SCRIPT = TF_ONLY_PREAMBLE + textwrap.dedent("""
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry
 

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import preprocess
-from helpers import run_saving_test
+from helpers import TF_ONLY_PREAMBLE, run_saving_test
 from vcaption import data, decoding, export_video, images, records, text
 from vcaption.config import DecodeConfig
 from vcaption.datasets import base, shapes
@@ -176,10 +176,12 @@ def _captioners():
         "lrcn": VideoLRCNCaptioner(30, video_encoder="lstm", variant="2f", encoder_units=16,
                                    image_embedding_dim=16, **common),
         "s2vt": S2VTCaptioner(30, **common),
+        "lrcn_pooled": VideoLRCNCaptioner(30, video_encoder="lstm", variant="2f", encoder_units=16,
+                                          image_embedding_dim=16, global_pool=True, **common),
     }
 
 
-@pytest.mark.parametrize("name", ["mean_pool", "lrcn", "s2vt"])
+@pytest.mark.parametrize("name", ["mean_pool", "lrcn", "s2vt", "lrcn_pooled"])
 def test_video_captioner_steps_reproduce_the_forward_pass_and_decode(name, tmp_path):
     model = _captioners()[name]
     frames = _frames(count=6)
@@ -213,14 +215,7 @@ def test_mean_pool_ignores_frame_order_and_the_lstm_encoder_does_not():
 
 
 # --- exports: a fresh process with TensorFlow only ----------------------------------------------
-SERVE_SCRIPT = textwrap.dedent("""
-    import base64, json, sys
-    _BLOCKED = ("keras", "tf_keras", "vcaption")
-    for name in _BLOCKED:
-        sys.modules[name] = None
-    import tensorflow as tf
-    for name in _BLOCKED:
-        del sys.modules[name]
+SERVE_SCRIPT = TF_ONLY_PREAMBLE + textwrap.dedent("""
     activity_dir, caption_dir, request_path, out_path = sys.argv[1:]
     request = json.load(open(request_path))
     frames = tf.constant([[base64.b64decode(f) for f in video] for video in request["frames"]])

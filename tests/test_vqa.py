@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_saving_test, run_serialization_test
+from helpers import TF_ONLY_PREAMBLE, run_saving_test, run_serialization_test
 
 from beam_jobs import preprocess
 from vcaption import export, export_vqa, images, text
@@ -160,14 +160,7 @@ def test_answers_outside_top_k_are_counted_not_dropped(shapes_world, tmp_path):
 
 # --- export ----------------------------------------------------------------------------------------
 
-SERVE_SCRIPT = textwrap.dedent("""
-    import base64, json, sys
-    _BLOCKED = ("keras", "tf_keras", "vcaption")
-    for name in _BLOCKED:
-        sys.modules[name] = None
-    import tensorflow as tf
-    for name in _BLOCKED:
-        del sys.modules[name]
+SERVE_SCRIPT = TF_ONLY_PREAMBLE + textwrap.dedent("""
 
     export_dir, request_path, out_path = sys.argv[1:]
     with open(request_path) as f:

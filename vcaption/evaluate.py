@@ -19,7 +19,6 @@ import os
 import sys
 from typing import Mapping
 
-import numpy as np
 import tensorflow as tf
 
 from vcaption import data, decoding, text

@@ -80,6 +80,15 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURES = ("serving_default", "caption_features", "caption_sample")
 
 
+def check_decoder(model, vocabulary: text.Vocabulary, decode: DecodeConfig) -> None:
+    """Raises ValueError unless the vocabulary matches the model and N-best fits the beam."""
+    if vocabulary.size != model.vocab_size:
+        raise ValueError(f"vocabulary has {vocabulary.size} tokens but the model predicts "
+                         f"{model.vocab_size}")
+    if not 1 <= decode.n_best <= decode.beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got {decode}")
+
+
 class CaptionerServingModule(tf.Module):
     """A captioner wrapped for serving: raw inputs in, caption strings and scores out.
 
@@ -106,11 +115,7 @@ class CaptionerServingModule(tf.Module):
     def __init__(self, model, vocabulary: text.Vocabulary, image_size: int | None,
                  decode: DecodeConfig, max_pixels: int = images.DEFAULT_MAX_PIXELS):
         super().__init__(name="captioner")
-        if vocabulary.size != model.vocab_size:
-            raise ValueError(f"vocabulary has {vocabulary.size} tokens but the model predicts "
-                             f"{model.vocab_size}")
-        if not 1 <= decode.n_best <= decode.beam_size:
-            raise ValueError(f"need 1 <= n_best <= beam_size, got {decode}")
+        check_decoder(model, vocabulary, decode)
         self.vocabulary = vocabulary
         # Tracking the variables (not the model) keeps Keras out of the object graph.
         self.model_variables = list(model.variables)

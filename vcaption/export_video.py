@@ -117,11 +117,7 @@ class VideoCaptionerServingModule(tf.Module):
 
     def __init__(self, model, vocabulary: text.Vocabulary, decode: DecodeConfig):
         super().__init__(name="video_captioner")
-        if vocabulary.size != model.vocab_size:
-            raise ValueError(f"vocabulary has {vocabulary.size} tokens, the model predicts "
-                             f"{model.vocab_size}")
-        if not 1 <= decode.n_best <= decode.beam_size:
-            raise ValueError(f"need 1 <= n_best <= beam_size, got {decode}")
+        export.check_decoder(model, vocabulary, decode)
         self.vocabulary = vocabulary
         self.model_variables = list(model.variables)
         size, count, max_length = model.image_size, model.num_frames, decode.max_length

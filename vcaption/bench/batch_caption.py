@@ -20,10 +20,11 @@ Example output (2 shared CPU cores; see the README):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
+
+from vcaption.bench import report_worker_scaling
 
 TINY_WORDS = ("a red blue green yellow circle square triangle diamond small big left right of the on and"
               .split())
@@ -108,10 +109,5 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"inputs lost: {stats}")
             rows.append({"workers": workers, "images": stats["read"], "captioned": stats["captioned"],
                          "seconds": round(seconds, 2), "images_per_s": round(stats["read"] / seconds, 1)})
-    for row in rows:
-        print(f"batch_caption  workers={row['workers']}  images={row['images']}  "
-              f"time={row['seconds']:.1f}s  images/s={row['images_per_s']:.1f}")
-    ratio = rows[1]["images_per_s"] / rows[0]["images_per_s"]
-    print(f"speed-up 2 workers / 1 worker: {ratio:.2f}x")
-    print(json.dumps({"benchmark": "batch_caption", "rows": rows, "ratio_2_over_1": round(ratio, 3)}))
+    report_worker_scaling("batch_caption", rows)
     return 0

@@ -11,10 +11,11 @@ as a user would see it; use more images to amortise it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
+
+from vcaption.bench import report_worker_scaling
 
 
 def _run(dataset_json: str, output: str, workers: int, image_size: int) -> tuple[float, int]:
@@ -49,10 +50,5 @@ def main(argv=None) -> int:
                                     args.image_size)
             rows.append({"workers": workers, "images": written, "seconds": round(seconds, 2),
                          "images_per_s": round(written / seconds, 1)})
-    for row in rows:
-        print(f"preprocess  workers={row['workers']}  images={row['images']}  "
-              f"time={row['seconds']:.1f}s  images/s={row['images_per_s']:.1f}")
-    ratio = rows[1]["images_per_s"] / rows[0]["images_per_s"]
-    print(f"speed-up 2 workers / 1 worker: {ratio:.2f}x")
-    print(json.dumps({"benchmark": "preprocess", "rows": rows, "ratio_2_over_1": round(ratio, 3)}))
+    report_worker_scaling("preprocess", rows)
     return 0

@@ -5,3 +5,4 @@ from vcaption.presets import captioning  # noqa: F401
 from vcaption.presets import retrieval  # noqa: F401
 from vcaption.presets import vqa  # noqa: F401
 from vcaption.presets import video  # noqa: F401
+from vcaption.presets import region_captioning  # noqa: F401

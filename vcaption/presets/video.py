@@ -39,7 +39,9 @@ def lrcn_activity() -> ExperimentConfig:
     -> per-frame softmax; trained on random 16-frame clips; tested on clips of 16 with stride 8.
 
     Command: `python -m vcaption.train --preset lrcn_activity --output runs/lrcn_activity`.
-    Result on the built-in videos: README ("Video: activity recognition and description").
+    Result on the built-in videos (48 test videos; 29 min wall on a loaded 2-core CPU): LRCN RGB
+    100 %, LRCN flow 100 %, both fusions 100 %; single-frame RGB 45.8 % (it cannot see a direction),
+    single-frame flow 100 %. Full table: README ("Video: activity recognition and description").
     """
     return ExperimentConfig(
         name="lrcn_activity", model="LRCNActivityRecognizer", task="activity",
@@ -54,7 +56,8 @@ def _description(name: str, systems: dict) -> ExperimentConfig:
         name=name, model="", model_args={}, task="video_caption",
         # Every other frame (12 of 24) halves the per-frame CNN's cost and still shows the motion.
         task_args={**_VIDEO_TASK, "frame_stride": 2, "systems": systems}, data=_VIDEO_DATA,
-        train=TrainConfig(epochs=50, batch_size=32, learning_rate=2e-3),
+        # 50 epochs (600 steps) leave every system near CIDEr-D 2.6-2.8, still learning shapes.
+        train=TrainConfig(epochs=100, batch_size=32, learning_rate=2e-3),
         decode=DecodeConfig(beam_size=3, max_length=17, n_best=3))
 
 
@@ -74,6 +77,8 @@ def video_mean_pool() -> ExperimentConfig:
     """Mean-pooled frame features at every step of a 2-layer LSTM (Venugopalan et al., NAACL 2015).
 
     Command: `python -m vcaption.train --preset video_mean_pool`.
+    Result on the built-in videos (48 test videos, beam 3): CIDEr-D 3.14, BLEU-4 0.746, METEOR 0.508;
+    1,200 steps in 9.5 min on a loaded 2-core CPU.
     """
     name = "mean-pool (NAACL 2015)"
     return _description("video_mean_pool", {name: DESCRIPTION_SYSTEMS[name]})
@@ -84,6 +89,8 @@ def video_s2vt() -> ExperimentConfig:
     """S2VT: one stacked LSTM reads the frames, then emits the words (Venugopalan et al., ICCV 2015).
 
     Command: `python -m vcaption.train --preset video_s2vt`.
+    Result on the built-in videos (48 test videos, beam 3): CIDEr-D 3.67, BLEU-4 0.897, METEOR 0.629,
+    ROUGE-L 0.969; 1,200 steps in 10 min on a loaded 2-core CPU.
     """
     return _description("video_s2vt", {"S2VT (ICCV 2015)": DESCRIPTION_SYSTEMS["S2VT (ICCV 2015)"]})
 
@@ -106,5 +113,7 @@ def video_lrcn() -> ExperimentConfig:
     step (Donahue et al. §6).
 
     Command: `python -m vcaption.train --preset video_lrcn`.
+    Result on the built-in videos (48 test videos, beam 3): CIDEr-D 3.59, BLEU-4 0.858, METEOR 0.609,
+    ROUGE-L 0.951; 1,200 steps in 9.1 min on a loaded 2-core CPU.
     """
     return _description("video_lrcn", {"LRCN decoder (§6)": DESCRIPTION_SYSTEMS["LRCN decoder (§6)"]})
