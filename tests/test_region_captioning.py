@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vcaption import images, region_captioning
+from vcaption import images, region_captioning, text
 
 
 def _picture() -> np.ndarray:
@@ -30,7 +30,8 @@ def test_crop_region_is_the_box_warped():
     assert region_captioning.crop_region(_picture(), (60, 70, 5, 5), 8) is None
     # Context: 5 source pixels on every side of the 10x20 box -> its 20x30 window.
     padded = region_captioning.crop_region(_picture(), (30, 8, 10, 20), 30, context=5)
-    np.testing.assert_array_equal(padded, images.resize_image(tf.constant(_picture()[3:33, 25:45]), 30).numpy())
+    window = images.resize_image(tf.constant(_picture()[3:33, 25:45]), 30).numpy()
+    np.testing.assert_array_equal(padded, window)
 
 
 def test_group_regions_merges_phrases_of_one_box():
@@ -50,7 +51,8 @@ def test_region_dataset_crops_match_boxes_and_carry_phrases(tmp_path):
                "test": [{"image_id": "5", "box": (0, 0, 48, 64), "phrases": ["the picture"]},
                         {"image_id": "9", "box": (0, 0, 4, 4), "phrases": ["no such image"]},
                         {"image_id": "5", "box": (100, 100, 4, 4), "phrases": ["outside"]}]}
-    path, written = region_captioning.write_region_dataset(regions, {"5": str(picture)}, 16, str(tmp_path / "out"))
+    path, written = region_captioning.write_region_dataset(regions, {"5": str(picture)}, 16,
+                                                           str(tmp_path / "out"))
     assert written == {"regions": {"train": 1, "test": 1}, "dead_letter": 2}
     dataset = json.load(open(path))["images"]
     assert [(e["split"], [s["raw"] for s in e["sentences"]]) for e in dataset] == [
@@ -58,7 +60,8 @@ def test_region_dataset_crops_match_boxes_and_carry_phrases(tmp_path):
     crop = images.decode_image(tf.io.read_file(str(tmp_path / "out" / dataset[0]["filepath"] /
                                                    dataset[0]["filename"]))).numpy()
     assert np.all(crop == (255, 0, 0))
-    whole = images.decode_image(tf.io.read_file(str(tmp_path / "out" / "crops" / dataset[1]["filename"]))).numpy()
+    whole = images.decode_image(
+        tf.io.read_file(str(tmp_path / "out" / "crops" / dataset[1]["filename"]))).numpy()
     np.testing.assert_array_equal(whole, images.resize_image(tf.constant(_picture()), 16).numpy())
     dead = [json.loads(line) for line in open(tmp_path / "out" / "dead_letter.jsonl")]
     assert sorted(d["reason"] for d in dead) == ["empty_box", "unknown_image"]
@@ -80,8 +83,8 @@ def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
     from vcaption import config as config_lib
 
     records = tmp_path / "records"
-    preprocess.run(["--format", "coco", "--input", str(shapes_world / "annotations"), "--output", str(records),
-                    "--image-size", "32", "--min-count", "1"])
+    preprocess.run(["--format", "coco", "--input", str(shapes_world / "annotations"),
+                    "--output", str(records), "--image-size", "32", "--min-count", "1"])
     cfg = config_lib.get_preset("karpathy_region_captioning")
     cfg = dataclasses.replace(
         cfg, model_args={**cfg.model_args, "hidden_units": 32, "embedding_dim": 16},
@@ -102,7 +105,8 @@ def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
         assert saved[side]["training"]["steps"] == 4
     # Test regions are the world's annotated object boxes: references = the Visual Genome phrase
     # first, then that object's phrases in its image's sentences.
-    annotated = {str(e["id"]): e for e in json.load(open(shapes_world / "visual_genome" / "region_descriptions.json"))}
+    vg_path = shapes_world / "visual_genome" / "region_descriptions.json"
+    annotated = {str(e["id"]): e for e in json.load(open(vg_path))}
     captions = json.load(open(tmp_path / "run" / "region_captions_test.json"))
     boxes = sum(len({(r["x"], r["y"], r["width"], r["height"]) for r in annotated[i]["regions"]})
                 for i in {k.split("_")[1] for k in captions})
@@ -111,11 +115,13 @@ def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
     assert all(v["references"][0] in phrases for v in captions.values())
     sentences = {}
     for split in ("train", "val", "test"):
-        for a in json.load(open(shapes_world / "annotations" / f"captions_shapes_{split}.json"))["annotations"]:
-            sentences.setdefault(str(a["image_id"]), []).append(" " + a["caption"].lower() + " ")
+        coco = json.load(open(shapes_world / "annotations" / f"captions_shapes_{split}.json"))
+        for a in coco["annotations"]:
+            sentences.setdefault(str(a["image_id"]), []).append(f" {text.normalized_caption(a['caption'])} ")
     for key, v in captions.items():
         assert all(any(f" {r} " in c for c in sentences[key.split("_")[1]]) for r in v["references"][1:])
-    assert any(r.split()[0] in region_captioning.ARTICLES for v in captions.values() for r in v["references"][1:])
+    assert any(r.split()[0] in region_captioning.ARTICLES
+               for v in captions.values() for r in v["references"][1:])
     assert sum(len(v["references"]) for v in captions.values()) > 2 * len(captions)
     assert set(saved["visual_genome_phrase_only"]) == {"full-frame model", "region-level model"}
     # Training snippets come from the alignment of whole sentences: each is a run of a sentence's words.

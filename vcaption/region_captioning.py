@@ -22,8 +22,8 @@
    it warped to its own input size) and are scored against the region annotations with
    pycocoevalcap (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D): the paper's Table 4.
 
-`task_args`: ranker, ranker_epochs, ranker_batch_size, world, max_regions, crop_size, context, train_images, val_images,
-test_images, full_frame_steps, region_steps (see `DEFAULT_TASK_ARGS`).
+`task_args`: ranker, ranker_epochs, ranker_batch_size, world, max_regions, crop_size, context,
+train_images, val_images, test_images, full_frame_steps, region_steps (see `DEFAULT_TASK_ARGS`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ DEFAULT_TASK_ARGS = {
     "world": None,           # the shapes world (default <data.shapes_root>/world)
     "max_regions": 5,        # R of the ranker, whole image included
     "crop_size": 32,         # side of the warped region crops (and the region model's input)
-    "context": 0,            # source pixels of surroundings kept around every box (crop_region)
+    "context": 8,            # source pixels of surroundings kept around every box (crop_region)
     "train_images": 2000,    # images whose aligned sentences give the training snippets
     "val_images": 200,       # images whose aligned sentences give the validation snippets
     "test_images": 500,      # test images whose annotated regions are captioned and scored
@@ -101,7 +101,8 @@ def group_regions(entries: Iterable[Mapping]) -> list[dict]:
             box = tuple(int(region[k]) for k in ("x", "y", "width", "height"))
             key = (str(entry["id"]), box)
             grouped.setdefault(key, []).append(region["phrase"])
-    return [{"image_id": image_id, "box": box, "phrases": phrases} for (image_id, box), phrases in grouped.items()]
+    return [{"image_id": image_id, "box": box, "phrases": phrases}
+            for (image_id, box), phrases in grouped.items()]
 
 
 def write_region_dataset(regions_by_split: Mapping[str, Sequence[Mapping]], image_paths: Mapping[str, str],
@@ -127,13 +128,15 @@ def write_region_dataset(regions_by_split: Mapping[str, Sequence[Mapping]], imag
             key = f"{split}_{region['image_id']}_{number}"
             path = image_paths.get(region["image_id"])
             if path is None:
-                dead.append({"id": key, "reason": "unknown_image", "detail": f"image {region['image_id']} not found"})
+                dead.append({"id": key, "reason": "unknown_image",
+                             "detail": f"image {region['image_id']} not found"})
                 continue
             with open(path, "rb") as f:
                 image = images.decode_image(f.read()).numpy()
             crop = crop_region(image, region["box"], crop_size, context)
             if crop is None:
-                dead.append({"id": key, "reason": "empty_box", "detail": f"box {region['box']} outside {path}"})
+                dead.append({"id": key, "reason": "empty_box",
+                             "detail": f"box {region['box']} outside {path}"})
                 continue
             filename = f"{key}.png"
             tf.io.write_file(os.path.join(output, "crops", filename), tf.io.encode_png(crop))
@@ -176,7 +179,8 @@ def annotated_regions(world: str, image_ids: Sequence[str]) -> list[dict]:
         by_id = {str(e["id"]): e for e in json.load(f)}
     missing = [i for i in image_ids if i not in by_id]
     if missing:
-        raise ValueError(f"{world}/visual_genome/region_descriptions.json has no regions for images {missing[:5]}")
+        raise ValueError(f"{world}/visual_genome/region_descriptions.json has no regions for images "
+                         f"{missing[:5]}")
     return [by_id[i] for i in image_ids]
 
 
@@ -193,7 +197,9 @@ def sentence_phrases(tokens: Sequence[str], objects: Sequence[Mapping]) -> list[
 
     out = []
     for positions, k in object_mentions(tokens, objects):
-        start = positions[0] - 1 if positions[0] > 0 and tokens[positions[0] - 1] in ARTICLES else positions[0]
+        start = positions[0]
+        if start > 0 and tokens[start - 1] in ARTICLES:
+            start -= 1
         out.append((" ".join(tokens[start:positions[-1] + 1]), tuple(int(v) for v in objects[k]["box"])))
     return out
 
@@ -249,13 +255,15 @@ def load_ranker(cfg: ExperimentConfig, data_dir: str, output: str, verbose: int)
                 task_args={**ranker_cfg.task_args, "scenes": os.path.join(world, "scenes.json"),
                            "max_regions": int(cfg.task_args.get("max_regions", 5)),
                            "val_images": int(cfg.task_args.get("val_images", 200))},
-                train=dataclasses.replace(ranker_cfg.train, epochs=int(cfg.task_args.get("ranker_epochs", 10)),
+                train=dataclasses.replace(ranker_cfg.train,
+                                          epochs=int(cfg.task_args.get("ranker_epochs", 10)),
                                           batch_size=int(cfg.task_args.get("ranker_batch_size", 100))))
             train_ranker.run(ranker_cfg, run_dir, verbose=verbose)
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     if "alignment" not in metrics:
-        raise ValueError(f"{run_dir}/metrics.json has no alignment result (β): run the ranker with scenes.json")
+        raise ValueError(f"{run_dir}/metrics.json has no alignment result (β): "
+                         "run the ranker with scenes.json")
     return keras.saving.load_model(os.path.join(run_dir, "model.keras")), float(metrics["alignment"]["beta"])
 
 
@@ -365,7 +373,8 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
 
     # 4. Equal budgets; both caption the same test crops.
     full, full_vocab, full_training = train_captioner(
-        cfg, data_dir, cfg.data.image_size, int(args["full_frame_steps"]), os.path.join(output, "full_frame"), verbose)
+        cfg, data_dir, cfg.data.image_size, int(args["full_frame_steps"]), os.path.join(output, "full_frame"),
+        verbose)
     region, region_vocab, region_training = train_captioner(
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, captions_per_image=1)),
         region_records, crop_size, int(args["region_steps"]), os.path.join(output, "region_level"), verbose)
@@ -379,9 +388,11 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
         vg_rows[name] = _public(caption_metrics.score_captions(
             {k: v[:1] for k, v in scores["references"].items()}, scores["candidates"], spice=False))
 
-    result = {"preset": cfg.name, "task": "region_caption", "split": "test", "beam_size": cfg.decode.beam_size,
+    result = {"preset": cfg.name, "task": "region_caption", "split": "test",
+              "beam_size": cfg.decode.beam_size,
               "data_dir": data_dir, "region_records": region_records, "beta": beta,
-              "regions": written["regions"], "dead_letter": written["dead_letter"], "test_images": len(test_ids),
+              "regions": written["regions"], "dead_letter": written["dead_letter"],
+              "test_images": len(test_ids),
               "full_frame": {"metrics": rows["full-frame model"], "training": full_training},
               "region_level": {"metrics": rows["region-level model"], "training": region_training},
               "visual_genome_phrase_only": vg_rows,
@@ -390,12 +401,13 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     with open(os.path.join(output, "metrics.json"), "w") as f:
         json.dump(result, f, indent=1)
     with open(os.path.join(output, "region_captions_test.json"), "w") as f:
-        json.dump({k: {"full_frame": full_scores["candidates"][k], "region_level": region_scores["candidates"][k],
-                       "references": region_scores["references"][k]} for k in sorted(region_scores["candidates"])},
-                  f, indent=1)
-    print(evaluate.format_table(rows, f"region annotations of the test split ({written['regions']['test']} regions: "
-                                      f"Visual Genome phrase + the object's phrases in the 5 sentences), "
-                                      f"beam {cfg.decode.beam_size}"))
+        json.dump({k: {"full_frame": full_scores["candidates"][k],
+                       "region_level": region_scores["candidates"][k],
+                       "references": region_scores["references"][k]}
+                   for k in sorted(region_scores["candidates"])}, f, indent=1)
+    title = (f"region annotations of the test split ({written['regions']['test']} regions: Visual Genome "
+             f"phrase + the object's phrases in the 5 sentences), beam {cfg.decode.beam_size}")
+    print(evaluate.format_table(rows, title))
     print(evaluate.format_table(vg_rows, "the same, against the Visual Genome phrase alone"))
     print(f"metrics -> {os.path.join(output, 'metrics.json')}")
     return result
