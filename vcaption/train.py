@@ -193,6 +193,33 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
     return ValidationCIDEr()
 
 
+def checkpoint_intervals(total_steps: int, checkpoint_every: int) -> tuple[int, int]:
+    """(intervals, steps per interval): equal intervals of at most `checkpoint_every` steps that
+    add up to `total_steps` (up to rounding). Keras runs them as "epochs" over a repeated dataset."""
+    intervals = math.ceil(total_steps / checkpoint_every)
+    return intervals, math.ceil(total_steps / intervals)
+
+
+def resumable_callbacks(output: str, prefix: str, callbacks) -> list:
+    """`callbacks`, then the CSV history and, last, `BackupAndRestore` under `<output>/<prefix>backup`.
+
+    Last, so that an interval's checkpoint is written after its log row and best weights: a crash
+    in between then re-runs that interval instead of losing its record. Every task trainer uses
+    this, so the same command resumes any of them after a crash.
+    """
+    import keras
+
+    return [*callbacks,
+            keras.callbacks.CSVLogger(os.path.join(output, f"{prefix}history.csv"), append=True),
+            keras.callbacks.BackupAndRestore(os.path.join(output, f"{prefix}backup"), save_freq="epoch",
+                                             delete_checkpoint=False)]
+
+
+def optimizer_steps(model) -> int:
+    """The optimizer's step counter (a MirroredVariable under tf.distribute, hence the conversion)."""
+    return int(tf.convert_to_tensor(model.optimizer.iterations.value))
+
+
 def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *,
         blind: bool = False, verbose: int = 1) -> dict:
     """Trains `model` (resumable); returns {"steps", "seconds", "best_val_CIDEr"}."""
@@ -204,9 +231,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
     os.makedirs(output, exist_ok=True)
     steps_per_epoch = math.ceil(stats["captions"]["train"] / tcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
-    # Equal intervals of at most checkpoint_every steps that add up to total_steps (up to rounding).
-    intervals = math.ceil(total_steps / tcfg.checkpoint_every)
-    interval = math.ceil(total_steps / intervals)
+    intervals, interval = checkpoint_intervals(total_steps, tcfg.checkpoint_every)
     feature_dim = cfg.data.feature_dim
     train = data.make_dataset(data_dir, "train", "caption", batch_size=tcfg.batch_size,
                               image_size=cfg.data.image_size, feature_dim=feature_dim,
@@ -219,18 +244,12 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
         model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
     prefix = "blind_" if blind else ""
     best_path = os.path.join(output, f"{prefix}best.weights.h5")
-    callbacks = [
-        keras.callbacks.CSVLogger(os.path.join(output, f"{prefix}history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(output, "logs", "blind" if blind else "model")),
-    ]
+    callbacks = [keras.callbacks.TensorBoard(os.path.join(output, "logs", "blind" if blind else "model"))]
     if not blind:
         vocab = text.Vocabulary(os.path.join(data_dir, "vocab.txt"))
         callbacks.insert(0, _validation_cider_callback(model, vocab, data_dir, cfg.data.image_size,
                                                        feature_dim, best_path, cfg.decode.max_length))
-    # Last, so that an interval's checkpoint is written after its log row and best weights: a crash
-    # in between then re-runs that interval instead of losing its record.
-    callbacks.append(keras.callbacks.BackupAndRestore(
-        os.path.join(output, f"{prefix}backup"), save_freq="epoch", delete_checkpoint=False))
+    callbacks = resumable_callbacks(output, prefix, callbacks)
     print(f"{'blind baseline' if blind else cfg.name}: {tcfg.epochs} epochs of {steps_per_epoch} steps "
           f"(batch {tcfg.batch_size}) = {intervals} checkpoint intervals of {interval} steps; "
           "Keras numbers them as epochs")
@@ -247,7 +266,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
     else:
         model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
-    steps = int(tf.convert_to_tensor(model.optimizer.iterations.value))  # (a MirroredVariable under tf.distribute) before best weights (with their older optimizer state) load
+    steps = optimizer_steps(model)  # before best weights (with their older optimizer state) load
     if blind:
         model.save_weights(best_path)
     elif os.path.exists(best_path):

@@ -137,32 +137,25 @@ def _validation_callback(model, data_dir, max_regions, limit, best_path):
 
 def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, verbose: int = 1) -> dict:
     """Trains with Eq. 9 (resumable); returns {"steps", "seconds", "best_val_recall_sum"}."""
-    import keras
-
-    from vcaption.train import make_optimizer
+    from vcaption.train import checkpoint_intervals, make_optimizer, optimizer_steps, resumable_callbacks
 
     tcfg, targs = cfg.train, cfg.task_args
     max_regions = int(targs.get("max_regions", ranker_data.DEFAULT_MAX_REGIONS))
     steps_per_epoch = max(1, stats["examples"]["train"] // tcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
-    intervals = math.ceil(total_steps / tcfg.checkpoint_every)
-    interval = math.ceil(total_steps / intervals)
+    intervals, interval = checkpoint_intervals(total_steps, tcfg.checkpoint_every)
     train = ranker_data.training_dataset(data_dir, "train", tcfg.batch_size, model.image_size,
                                          max_regions, seed=tcfg.seed)
     model.compile(optimizer=make_optimizer(tcfg, total_steps))
     best_path = os.path.join(output, "best.weights.h5")
-    callbacks = [
-        _validation_callback(model, data_dir, max_regions, targs.get("val_images", 1000), best_path),
-        keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(os.path.join(output, "backup"), save_freq="epoch",
-                                         delete_checkpoint=False),
-    ]
+    callbacks = resumable_callbacks(output, "", [
+        _validation_callback(model, data_dir, max_regions, targs.get("val_images", 1000), best_path)])
     print(f"{cfg.name}: {tcfg.epochs} epochs of {steps_per_epoch} steps (batch {tcfg.batch_size} "
           f"images) = {intervals} checkpoint intervals of {interval} steps")
     start = time.perf_counter()
     model.fit(train, epochs=intervals, steps_per_epoch=interval, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
-    steps = int(model.optimizer.iterations)
+    steps = optimizer_steps(model)
     best = None
     if os.path.exists(best_path):
         model.load_weights(best_path)

@@ -84,8 +84,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, n
     tcfg = cfg.train
     steps_per_epoch = math.ceil(stats["examples"]["train"] / tcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
-    intervals = math.ceil(total_steps / tcfg.checkpoint_every)
-    interval = math.ceil(total_steps / intervals)
+    intervals, interval = train.checkpoint_intervals(total_steps, tcfg.checkpoint_every)
     common = dict(image_size=cfg.data.image_size, feature_dim=cfg.data.feature_dim,
                   answer_vocab_size=num_answers)
     train_data = data.make_dataset(data_dir, "train", "vqa", batch_size=tcfg.batch_size, seed=tcfg.seed,
@@ -98,14 +97,9 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, n
                       metrics=[vqa_accuracy])
     prefix = "blind_" if blind else ""
     best_path = os.path.join(output, f"{prefix}best.weights.h5")
-    callbacks = [
+    callbacks = train.resumable_callbacks(output, prefix, [
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_vqa_accuracy", mode="max",
-                                        save_best_only=True, save_weights_only=True),
-        keras.callbacks.CSVLogger(os.path.join(output, f"{prefix}history.csv"), append=True),
-        # Last: an interval's checkpoint is written after its log row and best weights.
-        keras.callbacks.BackupAndRestore(os.path.join(output, f"{prefix}backup"), save_freq="epoch",
-                                         delete_checkpoint=False),
-    ]
+                                        save_best_only=True, save_weights_only=True)])
     name = "question-only baseline" if blind else cfg.name
     print(f"{name}: {tcfg.epochs} epochs of {steps_per_epoch} steps (batch {tcfg.batch_size}) = "
           f"{intervals} checkpoint intervals of {interval} steps")
@@ -113,7 +107,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, n
     history = model.fit(train_data, epochs=intervals, steps_per_epoch=interval, validation_data=val_data,
                         callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
-    steps = int(tf.convert_to_tensor(model.optimizer.iterations.value))
+    steps = train.optimizer_steps(model)
     if os.path.exists(best_path):
         model.load_weights(best_path)
     val = history.history.get("val_vqa_accuracy") or [float("nan")]
