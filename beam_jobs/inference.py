@@ -81,7 +81,7 @@ class ReadImageFiles(beam.DoFn):
         except Exception as error:  # noqa: BLE001 — any I/O failure of one file is that file's problem
             yield beam.pvalue.TaggedOutput(DEAD, base.DeadLetter(
                 path, "image", base.IMAGE_MISSING, source=path,
-                detail=f"image {path!r} cannot be read: {ingest._error_message(error)}"))
+                detail=f"image {path!r} cannot be read: {ingest.error_message(error)}"))
             return
         yield ImageKey(path, path), data
 
@@ -144,10 +144,10 @@ class ValidateImages(beam.DoFn):
             self._check(tf.constant(data))
         except tf.errors.OpError as error:
             # The reason as preprocess gives it (undecodable / too large); the detail names the input.
-            reason = ingest._image_failure(key.id, key.id, error, key.source).reason
+            reason = ingest.image_failure(key.id, key.id, error, key.source).reason
             yield beam.pvalue.TaggedOutput(DEAD, base.DeadLetter(
                 key.id, "image", reason, source=key.source,
-                detail=f"image {key.id!r} cannot be decoded: {ingest._error_message(error)}"))
+                detail=f"image {key.id!r} cannot be decoded: {ingest.error_message(error)}"))
             return
         yield element
 
@@ -236,7 +236,7 @@ class IsolatingModelHandler(ModelHandler[bytes, Any, Any]):
                 results.append(PredictionResult(encoded, self.predict_batch(model, [encoded])[0]))
             except tf.errors.OpError as error:
                 reason = base.IMAGE_TOO_LARGE if "too large" in str(error) else MODEL_FAILED
-                failure = InferenceFailure(reason, ingest._error_message(error))
+                failure = InferenceFailure(reason, ingest.error_message(error))
                 results.append(PredictionResult(encoded, failure))
         return results
 

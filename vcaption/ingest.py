@@ -161,7 +161,7 @@ def _normalized_box(box, source_size) -> list[float]:
 _BOILERPLATE = re.compile(r"^(Graph execution error|Detected at node|Stack trace|\s*File \")")
 
 
-def _error_message(error: Exception) -> str:
+def error_message(error: Exception) -> str:
     """A one-line summary of an error, without TF's graph-execution boilerplate."""
     message = getattr(error, "message", None) or str(error)
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]", "", message)
@@ -169,7 +169,9 @@ def _error_message(error: Exception) -> str:
     return " | ".join(lines[:4])[:400] if lines else type(error).__name__
 
 
-def _image_failure(example_id: str, path: str, error: Exception, source: str) -> DeadLetter:
+def image_failure(example_id: str, path: str, error: Exception, source: str) -> DeadLetter:
+    """The dead letter of an image that could not be read or decoded, with its reason classified
+    (missing, too large, undecodable); the Beam jobs share this classification."""
     if isinstance(error, (tf.errors.NotFoundError, FileNotFoundError, IsADirectoryError)):
         reason, what = base.IMAGE_MISSING, "cannot be read"
     elif "too large" in str(error):
@@ -177,7 +179,7 @@ def _image_failure(example_id: str, path: str, error: Exception, source: str) ->
     else:
         reason, what = base.IMAGE_UNDECODABLE, "cannot be decoded"
     return DeadLetter(example_id, "image", reason, source=source,
-                      detail=f"image {path!r} of {example_id!r} {what}: {_error_message(error)}")
+                      detail=f"image {path!r} of {example_id!r} {what}: {error_message(error)}")
 
 
 class RecordEncoder:
@@ -242,7 +244,7 @@ class RecordEncoder:
         try:
             jpeg, source_size = self._load_image(example.image_path)
         except (tf.errors.OpError, OSError, ValueError) as error:
-            return _image_failure(prepared.id, example.image_path, error, example.source)
+            return image_failure(prepared.id, example.image_path, error, example.source)
         if isinstance(example, VQAExample):
             return self._encode_vqa(prepared, jpeg)
         serialized = records.encode_caption_example(
@@ -300,7 +302,7 @@ class RecordEncoder:
         except (tf.errors.OpError, OSError, ValueError) as error:
             return DeadLetter(example.id, "video", base.VIDEO_UNREADABLE, source=example.source,
                               detail=f"video {example.video_path!r} of {example.id!r}: "
-                                     f"{_error_message(error)}")
+                                     f"{error_message(error)}")
         serialized = records.encode_video_example(
             video_id=example.id, frames_jpeg=jpegs, captions=prepared.captions,
             caption_ids=self._caption_ids(prepared.captions), label=example.label,
