@@ -43,6 +43,15 @@ def test_overrides_reach_every_section():
         config_lib.get_preset("lrcn_3x")
 
 
+def test_overrides_read_command_line_spellings_of_booleans_and_none():
+    cfg = config_lib.apply_overrides(config_lib.get_preset("lrcn_2f"), [
+        "train.baselines=false", "model.encoder_trainable=False", "data.feature_dim=null",
+        "export.name=true_colours"])
+    assert cfg.train.baselines is False and cfg.model_args["encoder_trainable"] is False
+    assert cfg.data.feature_dim is None and cfg.export.name == "true_colours"
+    assert config_lib.apply_overrides(cfg, ["train.baselines=TRUE"]).train.baselines is True
+
+
 @pytest.mark.slow
 def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_path):
     args = train.parse_args(["--data", str(shapes_records), "--epochs", "1", "--batch-size", "16",

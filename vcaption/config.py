@@ -136,7 +136,14 @@ def preset(fn: Callable[[], ExperimentConfig]) -> Callable[[], ExperimentConfig]
     return fn
 
 
+# Spellings people type on a command line for Python's True / False / None (as YAML and JSON do):
+# without them `--set train.baselines=false` would set the string "false", which is true.
+_KEYWORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def _parse_value(text: str) -> Any:
+    if text.strip().lower() in _KEYWORDS:
+        return _KEYWORDS[text.strip().lower()]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
