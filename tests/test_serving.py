@@ -27,7 +27,7 @@ from vcaption import export, images, text
 from vcaption.serving import client as client_lib
 from vcaption.serving import protos
 from vcaption.serving.batching import BatchOptions, BatchScheduler
-from vcaption.serving.devserver import DevServer
+from vcaption.serving.devserver import DevServer, fill_tensor_proto
 from vcaption.serving.servables import ServingError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_batching_and_monitoring_files_parse():
     for name in ("batching_parameters.txt", "batching_parameters_cpu.txt"):
         params = protos.read_batching_parameters(str(SERVING / name))
         options = BatchOptions.from_proto(params)  # validates allowed sizes against the maximum
-        assert options.max_batch_size == params.max_batch_size.value >= 16, name
+        assert options.max_batch_size == params.max_batch_size.value >= 8, name
         assert options.batch_timeout_micros > 0 and options.num_batch_threads >= 1, name
     assert options.allowed_batch_sizes == ()  # CPU: no padding
     gpu = BatchOptions.from_proto(protos.read_batching_parameters(
@@ -437,6 +437,37 @@ def test_client_retries_unavailable_with_exponential_backoff():
 
 # ----------------------------------------------------------------------------------------------
 # Batch scheduler.
+
+
+@pytest.mark.parametrize("array", [
+    np.array([[0.5, -1.25, 3e38]], np.float32), np.arange(-3, 9, dtype=np.int32).reshape(2, 3, 2),
+    np.array([2 ** 40, -1], np.int64), np.array([True, False]), np.zeros([0, 3], np.float32),
+    np.array([[b"a caption", b""], [b"\xff\x00 bytes", b"x"]], dtype=object)])
+def test_response_tensors_read_back_as_make_tensor_proto_writes_them(array):
+    from tensorflow.core.framework import tensor_pb2
+
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    reference = tf.make_tensor_proto(array)
+    assert proto.dtype == reference.dtype and proto.tensor_shape == reference.tensor_shape
+    back = tf.make_ndarray(proto)
+    assert back.dtype == tf.make_ndarray(reference).dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+
+
+def test_batching_ratios_take_the_best_unbatched_baseline():
+    from vcaption.bench.serving import batching_ratios
+    from vcaption.serving.loadtest import LevelResult
+
+    def level(label, concurrency, qps, p99):
+        return LevelResult(label, concurrency, 100, 0, 1.0, qps, p99 / 2, p99, p99, {})
+
+    lines = batching_ratios([level("unbatched", 1, 100.0, 5.0), level("unbatched", 16, 300.0, 50.0),
+                             level("unbatched, 1x1 threads", 1, 200.0, 8.0),
+                             level("batched", 16, 900.0, 20.0)])
+    # Throughput against the fastest single client (200 QPS), p99 against the tightest (5 ms).
+    assert lines == ["throughput batched c=16 / unbatched, 1x1 threads c=1: 4.50x (target >= 5x)",
+                     "p99 batched c=16 / unbatched c=1: 4.00x (target <= 3x)"]
 
 
 def test_batch_scheduler_concatenates_splits_and_isolates_failures():
