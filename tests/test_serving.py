@@ -586,12 +586,13 @@ def test_10000_malformed_requests_under_load_keep_the_server_up(deployment, capt
     a development server subprocess with batching on."""
     import concurrent.futures
 
-    from vcaption.bench.serving import start_devserver
+    from vcaption.bench.serving import ONE_THREAD_EACH, start_devserver
 
+    # With the CPU deployment's 1x1 TensorFlow thread pools (they must be set before any op runs).
     process, port = start_devserver(str(deployment["config_path"]), [
         "--models_dir", str(deployment["root"]), "--max_request_bytes", str(MAX_REQUEST_BYTES),
         "--enable_batching", "--batching_parameters_file",
-        str(SERVING / "batching_parameters.txt")])
+        str(SERVING / "batching_parameters.txt"), *ONE_THREAD_EACH])
     client = client_lib.ServingClient(f"127.0.0.1:{port}", timeout=120, retries=0)
     try:
         jpegs = deployment["jpegs"]
