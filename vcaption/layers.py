@@ -297,6 +297,11 @@ class Recurrence(keras.layers.Layer):
         return config
 
 
+# CaptionerBase.get_config's image-encoder settings; the video captioners, which build their own
+# frame CNN from other arguments, drop them.
+IMAGE_ENCODER_KEYS = ("encoder", "feature_dim", "encoder_weights", "encoder_trainable")
+
+
 class CaptionerBase(keras.Model):
     """Shared plumbing of the captioners (`LRCNCaptioner`, `KarpathyMultimodalRNN`, `MaoMultimodalRNN`).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from vcaption.layers import BroadcastTime, CaptionerBase, Recurrence
+from vcaption.layers import IMAGE_ENCODER_KEYS, BroadcastTime, CaptionerBase, Recurrence
 
 VARIANTS = ("1u", "2u", "2f")
 
@@ -429,7 +429,7 @@ class VideoLRCNCaptioner(LRCNCaptioner):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("encoder", "feature_dim", "encoder_weights", "encoder_trainable"):
+        for key in IMAGE_ENCODER_KEYS:
             config.pop(key, None)
         config.update(num_frames=self.num_frames, video_encoder=self.video_encoder,
                       encoder_units=self.encoder_units, frame_features=self.frame_features,

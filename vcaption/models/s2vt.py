@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from vcaption.layers import CaptionerBase, Recurrence
+from vcaption.layers import IMAGE_ENCODER_KEYS, CaptionerBase, Recurrence
 from vcaption.models.lrcn import FrameWise, build_frame_cnn
 
 
@@ -163,7 +163,7 @@ class S2VTCaptioner(CaptionerBase):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("encoder", "feature_dim", "encoder_weights", "encoder_trainable"):
+        for key in IMAGE_ENCODER_KEYS:
             config.pop(key, None)
         config.update(num_frames=self.num_frames, hidden_units=self.hidden_units,
                       embedding_dim=self.embedding_dim, frame_features=self.frame_features,
