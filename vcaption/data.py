@@ -141,8 +141,7 @@ def _vqa_dataset(serialized, batch_size, image_size, feature_dim, answer_vocab_s
 
 def decode_clip(jpegs, image_size, num_frames):
     """string[(frames)] JPEGs -> uint8[num_frames, S, S, 3]."""
-    frames = tf.map_fn(lambda j: images.preprocess_image(j, image_size), jpegs[:num_frames],
-                       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+    frames = images.preprocess_images(jpegs[:num_frames], image_size)
     # Short videos repeat their last frame so that every clip has num_frames frames.
     missing = num_frames - tf.shape(frames)[0]
     return tf.concat([frames, tf.repeat(frames[-1:], missing, axis=0)], axis=0)  # [F, S, S, 3]

@@ -140,10 +140,7 @@ class CaptionerServingModule(tf.Module):
             return to_strings(result.ids, result.scores)
 
         def visual_from_bytes(image_bytes):
-            pixels = tf.map_fn(
-                lambda encoded: images.preprocess_image(encoded, image_size, max_pixels),
-                image_bytes,
-                fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+            pixels = images.preprocess_images(image_bytes, image_size, max_pixels)
             return tf.cast(pixels, tf.float32)  # [batch, S, S, 3], 0..255 as in training
 
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")

@@ -85,8 +85,7 @@ class RankerServingModule(tf.Module):
         normalization = model.score_normalization
 
         def pixels(image_bytes):
-            return tf.map_fn(lambda e: images.preprocess_image(e, image_size, max_pixels), image_bytes,
-                             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+            return images.preprocess_images(image_bytes, image_size, max_pixels)
 
         def with_whole_image(boxes):
             boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)

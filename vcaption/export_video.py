@@ -33,9 +33,7 @@ _FRAMES = tf.TensorSpec([None, None], tf.string, name="frames")
 def _decode_videos(frames_bytes, image_size: int, max_pixels: int):
     """string [B, F] -> float32 [B, F, S, S, 3] (0..255, as in training)."""
     shape = tf.shape(frames_bytes)
-    pixels = tf.map_fn(lambda encoded: images.preprocess_image(encoded, image_size, max_pixels),
-                       tf.reshape(frames_bytes, [-1]),
-                       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+    pixels = images.preprocess_images(tf.reshape(frames_bytes, [-1]), image_size, max_pixels)
     pixels = tf.reshape(pixels, tf.concat([shape, [image_size, image_size, 3]], 0))  # [B, F, S, S, 3]
     return tf.cast(pixels, tf.float32)
 

@@ -81,9 +81,7 @@ class VQAServingModule(tf.Module):
                 message="image_bytes and question must have the same batch size")
             with tf.control_dependencies([check]):
                 image_bytes = tf.identity(image_bytes)
-            pixels = tf.map_fn(lambda encoded: images.preprocess_image(encoded, image_size, max_pixels),
-                               image_bytes,
-                               fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+            pixels = images.preprocess_images(image_bytes, image_size, max_pixels)
             ids = vocabulary.lookup(text.tokenize(question)).to_tensor(default_value=text.PAD_ID)
             # One trailing <pad> (masked) so that a question with no words still has a time axis.
             ids = tf.pad(tf.cast(ids, tf.int32), [[0, 0], [0, 1]])  # [batch, words + 1]

@@ -103,6 +103,14 @@ def preprocess_image(encoded: tf.Tensor, image_size: int,
     return resize_image(decode_image(encoded, max_pixels), image_size)
 
 
+def preprocess_images(encoded: tf.Tensor, image_size: int,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+    """string[N] encoded images -> uint8[N, image_size, image_size, 3], each by `preprocess_image`
+    (in graph: what every export's image input and the video clip decoder run)."""
+    return tf.map_fn(lambda one: preprocess_image(one, image_size, max_pixels), encoded,
+                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+
+
 def encode_jpeg(image: tf.Tensor, quality: int = DEFAULT_JPEG_QUALITY) -> tf.Tensor:
     """uint8[h, w, 3] -> JPEG bytes, as stored in TFRecords at the configured size."""
     return tf.io.encode_jpeg(image, quality=quality, chroma_downsampling=False)
