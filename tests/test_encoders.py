@@ -89,3 +89,41 @@ def test_backbone_preprocessing_is_the_applications_own():
 def test_backbone_spatial_map():
     encoder = encoders.build_encoder("mobilenetv3small", 64, spatial=True)
     assert len(encoder.output_shape) == 4
+
+
+def _trained_captioner_run(tmp_path):
+    """A run directory holding a captioner whose small_cnn weights differ from a fresh one's."""
+    from vcaption.models.lrcn import LRCNCaptioner
+
+    captioner = LRCNCaptioner(vocab_size=9, hidden_units=4, embedding_dim=4, image_embedding_dim=4,
+                              encoder="small_cnn", image_size=16)
+    encoder = captioner.get_layer("small_cnn")
+    encoder.set_weights([w + 0.5 for w in encoder.get_weights()])  # "trained": not the init
+    run = tmp_path / "run"
+    run.mkdir()
+    captioner.save(run / "model.keras")
+    return run, encoder.get_weights()
+
+
+def test_load_encoder_weights_copies_a_trained_models_encoder(tmp_path):
+    run, trained = _trained_captioner_run(tmp_path)
+    for source in (run, run / "model.keras"):  # a run directory or its .keras file
+        fresh = encoders.build_encoder("small_cnn", 16)
+        assert not np.array_equal(fresh.get_weights()[0], trained[0])
+        assert encoders.load_encoder_weights(fresh, str(source)) is fresh
+        for got, want in zip(fresh.get_weights(), trained, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+    weights_file = str(tmp_path / "small_cnn.weights.h5")  # an encoder's own weights file
+    encoders.load_encoder_weights(encoders.build_encoder("small_cnn", 16), str(run)).save_weights(weights_file)
+    fresh = encoders.load_encoder_weights(encoders.build_encoder("small_cnn", 16), weights_file)
+    np.testing.assert_array_equal(fresh.get_weights()[0], trained[0])
+
+
+def test_load_encoder_weights_names_a_source_without_a_matching_encoder(tmp_path):
+    run, _ = _trained_captioner_run(tmp_path)
+    other_size = encoders.build_encoder("small_cnn", 16, feature_dim=12)  # another output width
+    with pytest.raises(ValueError, match="holds no encoder named 'small_cnn'"):
+        encoders.load_encoder_weights(other_size, str(run))
+    with pytest.raises(ValueError, match="does not exist"):
+        encoders.load_encoder_weights(other_size, str(tmp_path / "missing_run"))

@@ -242,3 +242,52 @@ def encoder_output_dim(name: str, feature_dim: int | None = None) -> int:
     if name == "small_cnn":
         return int(feature_dim or SMALL_CNN_DEFAULT_DIM)
     return FEATURE_DIMS[name]
+
+
+def _trained_model(path: str) -> keras.Model:
+    """A trained `.keras` model (a file, or a run directory holding `model.keras`), uncompiled."""
+    import importlib
+    import os
+
+    from vcaption import models
+
+    for module in set(models.MODELS.values()):  # registers every model class for deserialising
+        importlib.import_module(module)
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.exists(path):
+        raise ValueError(f"encoder weights source {path!r} does not exist: give a trained run "
+                         "directory (with model.keras), a .keras file or an encoder's .weights.h5")
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_encoder_weights(encoder: keras.Model, source: str) -> keras.Model:
+    """Copies trained weights into `encoder` (in place) and returns it.
+
+    The image features of Antol et al. and of the captioning papers come from a CNN trained on
+    another task (ImageNet); on the built-in world, where there is no ImageNet, the CNN of a
+    trained captioner plays that part.
+
+    Args:
+        encoder: a `build_encoder` model.
+        source: an encoder's own `.weights.h5` (`encoder.save_weights`), or a trained model — a
+            `.keras` file or a `python -m vcaption.train` run directory — whose nested encoder has
+            the same name and weight shapes (e.g. the `small_cnn` of `runs/lrcn_2f`).
+
+    Raises:
+        ValueError naming `source` when it holds no encoder of this architecture.
+
+    Example:
+        >>> load_encoder_weights(vqa_model.encoder, "runs/lrcn_2f")
+    """
+    if str(source).endswith(".weights.h5"):
+        encoder.load_weights(source)
+        return encoder
+    shapes = [tuple(w.shape) for w in encoder.weights]
+    for layer in _trained_model(source)._flatten_layers(include_self=False, recursive=True):
+        if (layer.name == encoder.name and isinstance(layer, keras.Model)
+                and [tuple(w.shape) for w in layer.weights] == shapes):
+            encoder.set_weights(layer.get_weights())
+            return encoder
+    raise ValueError(f"{source!r} holds no encoder named {encoder.name!r} with weight shapes "
+                     f"{shapes[:2]}...: train it with the same encoder and image_size")

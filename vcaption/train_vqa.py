@@ -16,12 +16,15 @@ system), results_test.json (official results format, scoreable with `python -m v
 (`vcaption.export_vqa`) under `export.saved_models_dir`.
 
 Task settings (`--set task.<name>=value`): `top_answers` K (default 1000), `target` "soft" or
-"most_common" (`models.vqa.SoftTargetLoss`), `baselines` (default True).
+"most_common" (`models.vqa.SoftTargetLoss`), `baselines` (default True), `encoder_from` (default
+None: the encoder starts as `model.encoder_weights` says): a preset name, trained first inside the
+run for its image encoder, or a trained run / `.keras` / `.weights.h5` path (`encoder_source`).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -30,11 +33,11 @@ import time
 import tensorflow as tf
 
 from vcaption import config as config_lib
-from vcaption import data, images, records, train
+from vcaption import data, encoders, images, records, train
 from vcaption.config import ExperimentConfig
 from vcaption.metrics import vqa as vqa_metrics
 
-DEFAULT_TASK_ARGS = {"top_answers": 1000, "target": "soft", "baselines": True}
+DEFAULT_TASK_ARGS = {"top_answers": 1000, "target": "soft", "baselines": True, "encoder_from": None}
 
 
 def task_args(cfg: ExperimentConfig) -> dict:
@@ -64,6 +67,53 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, num_answers: int, blind:
         args.update(encoder="features", feature_dim=cfg.data.feature_dim)
         args.pop("image_size", None)
     return models.build(cfg.model, vocab_size=vocab_size, num_answers=num_answers, **args)
+
+
+def encoder_source(encoder_from: str, cfg: ExperimentConfig, output: str, verbose: int = 1) -> str:
+    """Where the image encoder's trained weights come from (task setting `encoder_from`).
+
+    A preset name (say "lrcn_2f") is trained first, on this run's built-in world and for its
+    encoder only (no baselines, no export), in `<output>/encoder_<name>` — and resumed or reused
+    from there like any run. Anything else is a path for `encoders.load_encoder_weights` (e.g.
+    `runs/lrcn_2f`). A run trained on another built-in world is refused: its training images may
+    be this run's test images.
+    """
+    if encoder_from not in config_lib.PRESETS:
+        _check_same_world(encoder_from, cfg)
+        return encoder_from
+    run_dir = os.path.join(output, f"encoder_{encoder_from}")
+    if not os.path.exists(os.path.join(run_dir, "model.keras")):
+        if cfg.data.data_dir:
+            raise ValueError(f"encoder_from={encoder_from!r} trains that preset on the built-in world, "
+                             f"but this run reads {cfg.data.data_dir}: give a trained run directory")
+        source = config_lib.get_preset(encoder_from)
+        same_encoder = {k: cfg.model_args[k] for k in ("encoder", "image_size") if k in cfg.model_args}
+        source = dataclasses.replace(
+            source, model_args={**source.model_args, **same_encoder},
+            data=dataclasses.replace(source.data, shapes_root=cfg.data.shapes_root,
+                                     shapes_images=cfg.data.shapes_images,
+                                     shapes_seed=cfg.data.shapes_seed, image_size=cfg.data.image_size),
+            train=dataclasses.replace(source.train, baselines=False),
+            export=dataclasses.replace(source.export, saved_models_dir=""))
+        print(f"{cfg.name}: training {encoder_from} first, for its image encoder -> {run_dir}")
+        train.run(source, run_dir, verbose=verbose)
+    _check_same_world(run_dir, cfg)
+    return run_dir
+
+
+def _check_same_world(source: str, cfg: ExperimentConfig) -> None:
+    run_dir = source if os.path.isdir(source) else os.path.dirname(source)
+    config_path = os.path.join(run_dir, "config.json")
+    if cfg.data.data_dir or not os.path.isfile(config_path):
+        return
+    with open(config_path) as f:
+        data = json.load(f).get("data", {})
+    world = ("shapes_images", "shapes_seed")
+    if not data.get("data_dir") and any(data.get(k) != getattr(cfg.data, k) for k in world):
+        raise ValueError(
+            f"the encoder in {source} was trained on a built-in world of {data.get('shapes_images')} "
+            f"images (seed {data.get('shapes_seed')}), this run uses {cfg.data.shapes_images} "
+            f"(seed {cfg.data.shapes_seed}): its training images may be this run's test images")
 
 
 def _without_image(inputs, scores):
@@ -204,8 +254,13 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
         json.dump(cfg.to_dict() | {"data_dir": data_dir}, f, indent=1)
 
     start = time.perf_counter()
+    source = settings["encoder_from"] and encoder_source(settings["encoder_from"], cfg, output, verbose)
+    keras.utils.set_random_seed(cfg.train.seed)  # the same start with or without a source run
     with strategy.scope():
         model = build_model(cfg, vocab.size, len(answers))
+        if source:
+            encoders.load_encoder_weights(model.encoder, source)
+            print(f"{cfg.name}: image encoder initialised from {source}")
     print(f"{cfg.name}: {model.count_params():,} parameters, vocabulary {vocab.size}, "
           f"{len(answers)} answers, "
           f"{stats['examples']['train']} training questions, data {data_dir}")
