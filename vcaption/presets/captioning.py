@@ -26,7 +26,10 @@ def lrcn_2f() -> ExperimentConfig:
     venv including install), test split, beam 3, two runs: BLEU-4 0.675-0.709, METEOR 0.476-0.491,
     ROUGE-L 0.828-0.835, CIDEr-D 3.23-3.55, perplexity 1.86-1.90; blind LM CIDEr-D 0.59-0.61;
     nearest neighbour CIDEr-D 3.15-3.27. Validation CIDEr-D is still rising at the last interval:
-    the run is step-limited.
+    the run is step-limited. With three times the data and the steps
+    (`--set data.shapes_root='data/shapes18k' --set data.shapes_images=18000`, 5,643 steps, 17 min
+    of training on a shared 2-core CPU) it reaches test CIDEr-D 4.15, BLEU-4 0.80, METEOR 0.55,
+    ROUGE-L 0.86 (beam 3): the 4.0 target, but not within the 15-minute budget of the default run.
     """
     return _lrcn("lrcn_2f", "2f")
 
