@@ -45,7 +45,8 @@ class VQAModel(keras.Model):
     in the export. `image=False` builds the question-only ("blind", §5 "LSTM Q") baseline: the
     same question path and classifier without the image (f_Q feeds the MLP directly).
 
-    Paper sizes are the constructor defaults, and the built-in preset's (`vqa_lstm_cnn`).
+    Paper sizes are the constructor defaults; the built-in preset (`vqa_lstm_cnn`) uses smaller
+    ones so that it trains on a 2-core CPU.
 
     Args:
         vocab_size: question vocabulary size V (reserved tokens included, `<pad>` = 0 is masked).
