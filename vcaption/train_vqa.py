@@ -102,17 +102,18 @@ def encoder_source(encoder_from: str, cfg: ExperimentConfig, output: str, verbos
 
 
 def _check_same_world(source: str, cfg: ExperimentConfig) -> None:
+    """Refuses a source run (its config.json) trained on another built-in world than `cfg`'s."""
     run_dir = source if os.path.isdir(source) else os.path.dirname(source)
     config_path = os.path.join(run_dir, "config.json")
     if cfg.data.data_dir or not os.path.isfile(config_path):
         return
     with open(config_path) as f:
-        data = json.load(f).get("data", {})
+        trained_on = json.load(f).get("data", {})
     world = ("shapes_images", "shapes_seed")
-    if not data.get("data_dir") and any(data.get(k) != getattr(cfg.data, k) for k in world):
+    if not trained_on.get("data_dir") and any(trained_on.get(k) != getattr(cfg.data, k) for k in world):
         raise ValueError(
-            f"the encoder in {source} was trained on a built-in world of {data.get('shapes_images')} "
-            f"images (seed {data.get('shapes_seed')}), this run uses {cfg.data.shapes_images} "
+            f"the encoder in {source} was trained on a built-in world of {trained_on.get('shapes_images')} "
+            f"images (seed {trained_on.get('shapes_seed')}), this run uses {cfg.data.shapes_images} "
             f"(seed {cfg.data.shapes_seed}): its training images may be this run's test images")
 
 
