@@ -246,13 +246,12 @@ def encoder_output_dim(name: str, feature_dim: int | None = None) -> int:
 
 def _trained_model(path: str) -> keras.Model:
     """A trained `.keras` model (a file, or a run directory holding `model.keras`), uncompiled."""
-    import importlib
     import os
 
     from vcaption import models
 
-    for module in set(models.MODELS.values()):  # registers every model class for deserialising
-        importlib.import_module(module)
+    for name in models.MODELS:  # imports, and so registers, every model class for deserialising
+        models.get_class(name)
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if not os.path.exists(path):
