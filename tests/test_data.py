@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import preprocess
-from vcaption import data, text
+from vcaption import data, records, text
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,38 @@ def test_grouped_caption_batches_hold_each_image_once_followed_by_k_of_its_capti
             assert sorted(mine) == references[image.tobytes()]
         seen += images.shape[0]
     assert seen == len(references)  # every training image once per pass
+
+
+def test_blind_datasets_carry_a_zero_feature_and_the_same_captions(shapes_records):
+    def elements(blind):
+        return list(data.make_dataset(str(shapes_records), "val", "caption_eval", batch_size=8,
+                                      image_size=32, blind=blind))
+
+    seeing, blind = elements(False), elements(True)
+    assert seeing[0]["visual"].shape[1:] == (32, 32, 3)
+    for a, b in zip(seeing, blind, strict=True):
+        assert b["visual"].shape == (a["visual"].shape[0], data.BLIND_FEATURE_DIM)
+        assert not np.any(b["visual"].numpy())
+        np.testing.assert_array_equal(a["image_id"].numpy(), b["image_id"].numpy())
+        assert a["references"].to_list() == b["references"].to_list()
+    inputs, _ = next(iter(data.make_dataset(str(shapes_records), "train", "caption", batch_size=8,
+                                            image_size=32, seed=0, blind=True)))
+    assert inputs["visual"].shape == (8, data.BLIND_FEATURE_DIM)
+
+
+def test_blind_datasets_decode_no_image(shapes_records, tmp_path):
+    # Records whose JPEGs are garbage: decoding any of them fails, so only a blind pipeline that
+    # never decodes can read them.
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("vocab.txt", "stats.json"):
+        (corrupt / name).write_bytes((shapes_records / name).read_bytes())
+    with tf.io.TFRecordWriter(str(corrupt / "val-00000-of-00001.tfrecord")) as writer:
+        for serialized in tf.data.TFRecordDataset(tf.io.gfile.glob(str(shapes_records / "val-*"))):
+            example = tf.train.SequenceExample.FromString(serialized.numpy())
+            example.context.feature[records.IMAGE_ENCODED].bytes_list.value[0] = b"not a jpeg"
+            writer.write(example.SerializeToString())
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(data.make_dataset(str(corrupt), "val", "caption_eval", batch_size=8, image_size=32))
+    assert len(list(data.make_dataset(str(corrupt), "val", "caption_eval", batch_size=8, image_size=32,
+                                      blind=True)))

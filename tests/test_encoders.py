@@ -127,3 +127,44 @@ def test_load_encoder_weights_names_a_source_without_a_matching_encoder(tmp_path
         encoders.load_encoder_weights(other_size, str(run))
     with pytest.raises(ValueError, match="does not exist"):
         encoders.load_encoder_weights(other_size, str(tmp_path / "missing_run"))
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batch_normalization_matches_keras(policy, training):
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 6, 6, 5)).astype("float32"))
+    reference = keras.layers.BatchNormalization(dtype=policy)
+    fused = encoders.FusedBatchNormalization(dtype=policy)
+    reference.build(x.shape)
+    fused.build(x.shape)
+    fused.set_weights([w + 0.1 * i for i, w in enumerate(reference.get_weights())])  # not the defaults
+    reference.set_weights(fused.get_weights())
+    outputs, gradients = [], []
+    for layer in (reference, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(tf.cast(y, "float32") ** 2)
+        assert y.dtype == layer.compute_dtype
+        outputs.append(tf.cast(y, "float32").numpy())
+        gradients.append([g.numpy() for g in tape.gradient(loss, [x, *layer.trainable_weights])])
+    tolerance = 1e-4 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=tolerance * 10, rtol=tolerance)
+    for mine, theirs in zip(gradients[1], gradients[0]):
+        np.testing.assert_allclose(mine, theirs, atol=tolerance * 100, rtol=tolerance)
+    # The same moving-statistics update (Keras keeps the biased batch variance).
+    for mine, theirs in zip(fused.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    if training:
+        assert not np.allclose(fused.moving_mean.numpy(), 0.2)  # the update did happen
+
+
+def test_small_cnn_uses_fused_batch_normalization_and_round_trips(tmp_path):
+    encoder = encoders.build_small_cnn(16, 8)
+    assert any(isinstance(layer, encoders.FusedBatchNormalization) for layer in encoder.layers)
+    encoder.save(tmp_path / "cnn.keras")
+    loaded = keras.saving.load_model(tmp_path / "cnn.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(_images(16), training=False)),
+                               keras.ops.convert_to_numpy(encoder(_images(16), training=False)), rtol=1e-5)

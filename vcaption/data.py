@@ -20,8 +20,9 @@ prefetches. One element structure per task:
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
@@ -48,14 +49,23 @@ def read_records(pattern: str, shuffle: bool, seed: int | None = None) -> tf.dat
                              num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
 
 
-def _visual(parsed: dict, image_size: int, feature_dim: int | None) -> tf.Tensor:
+# What the blind baselines see instead of an image: one constant zero feature (no CNN runs on it).
+BLIND_FEATURE_DIM = 1
+
+
+def _visual(parsed: dict, image_size: int, feature_dim: int | None, blind: bool = False) -> tf.Tensor:
+    if blind:  # no JPEG is decoded: the image would be thrown away
+        return tf.zeros([BLIND_FEATURE_DIM], tf.float32)
     if feature_dim is not None:
         return parsed["features"]
     return images.preprocess_image(parsed["image_jpeg"], image_size)
 
 
-def _caption_pairs(parsed: dict, image_size: int, feature_dim: int | None) -> tf.data.Dataset:
-    visual = _visual(parsed, image_size, feature_dim)
+VisualFn = Callable[[dict], tf.Tensor]  # parsed record -> "visual" input of one example
+
+
+def _caption_pairs(parsed: dict, visual_fn: VisualFn) -> tf.data.Dataset:
+    visual = visual_fn(parsed)
     ids = tf.cast(parsed["caption_ids"], tf.int32)  # [captions, (ids)]
     count = ids.nrows()
     visuals = tf.repeat(visual[tf.newaxis], count, axis=0)  # [captions, ...], one decode per image
@@ -67,11 +77,11 @@ def _shift(visual: tf.Tensor, ids: tf.Tensor):
     return {"visual": visual, "caption_in": ids[:, :-1]}, ids[:, 1:]
 
 
-def _caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
+def _caption_dataset(serialized, batch_size, visual_fn, feature_dim, training, seed,
                      shuffle_buffer, bucket_boundaries, drop_remainder):
     parsed = serialized.map(lambda s: records.parse_caption_example(s, feature_dim),
                             num_parallel_calls=AUTOTUNE, deterministic=not training)
-    pairs = parsed.interleave(lambda p: _caption_pairs(p, image_size, feature_dim),
+    pairs = parsed.interleave(lambda p: _caption_pairs(p, visual_fn),
                               cycle_length=16, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if training:
         pairs = pairs.shuffle(shuffle_buffer, seed=seed)
@@ -86,7 +96,7 @@ def _caption_dataset(serialized, batch_size, image_size, feature_dim, training, 
     return batched.map(_shift, num_parallel_calls=AUTOTUNE)
 
 
-def _grouped_caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
+def _grouped_caption_dataset(serialized, batch_size, visual_fn, feature_dim, training, seed,
                              shuffle_buffer, drop_remainder, captions_per_image):
     """Each image once with exactly K = captions_per_image of its captions (a random K in training,
     repeating captions of images that have fewer), batched as batch_size // K images: visual
@@ -103,7 +113,7 @@ def _grouped_caption_dataset(serialized, batch_size, image_size, feature_dim, tr
         if training:
             order = tf.random.shuffle(order, seed=seed)
         chosen = tf.gather(ids, tf.gather(order, tf.range(k) % tf.size(order)))  # [K, (ids)]
-        return _visual(p, image_size, feature_dim), chosen.to_tensor()  # ids: [K, L]
+        return visual_fn(p), chosen.to_tensor()  # ids: [K, L]
 
     groups = parsed.map(to_group, num_parallel_calls=AUTOTUNE, deterministic=not training)
     batched = groups.padded_batch(max(batch_size // k, 1), drop_remainder=drop_remainder)
@@ -114,22 +124,22 @@ def _grouped_caption_dataset(serialized, batch_size, image_size, feature_dim, tr
     return batched.map(flatten, num_parallel_calls=AUTOTUNE)
 
 
-def _caption_eval_dataset(serialized, batch_size, image_size, feature_dim):
+def _caption_eval_dataset(serialized, batch_size, visual_fn, feature_dim):
     def to_element(s):
         parsed = records.parse_caption_example(s, feature_dim)
-        return {"image_id": parsed["image_id"], "visual": _visual(parsed, image_size, feature_dim),
+        return {"image_id": parsed["image_id"], "visual": visual_fn(parsed),
                 "references": parsed["captions"]}
 
     return serialized.map(to_element, num_parallel_calls=AUTOTUNE).ragged_batch(batch_size)
 
 
-def _vqa_dataset(serialized, batch_size, image_size, feature_dim, answer_vocab_size, training, seed,
+def _vqa_dataset(serialized, batch_size, visual_fn, feature_dim, answer_vocab_size, training, seed,
                  shuffle_buffer, drop_remainder):
     def to_element(s):
         parsed = records.parse_vqa_example(s, feature_dim)
         scores = tf.scatter_nd(parsed["answer_ids"][:, tf.newaxis], parsed["answer_scores"],
                                [answer_vocab_size])  # [K], zero for answers outside the top K
-        inputs = {"visual": _visual(parsed, image_size, feature_dim),
+        inputs = {"visual": visual_fn(parsed),
                   "question": tf.cast(parsed["question_ids"], tf.int32)}
         return inputs, scores
 
@@ -189,6 +199,7 @@ def make_dataset(
     drop_remainder: bool = False,
     flow: bool = False,
     captions_per_image: int | None = None,
+    blind: bool = False,
 ) -> tf.data.Dataset:
     """The tf.data pipeline of one split for one task (element structures in the module docstring).
 
@@ -211,6 +222,8 @@ def make_dataset(
         captions_per_image: task "caption": K > 1 groups each image with K of its captions, so
             that a batch of `batch_size` captions holds `batch_size // K` images (the captioners
             repeat the image features per caption); None or 1: one (image, caption) pair each.
+        blind: tasks "caption", "caption_eval" and "vqa": decode no image; "visual" is one zero
+            feature per example, float32[B, 1], what the blind baselines see.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -218,18 +231,19 @@ def make_dataset(
     serialized = read_records(split_pattern(data_dir, split), shuffle=training, seed=seed)
     if repeat:
         serialized = serialized.repeat()
+    visual_fn = functools.partial(_visual, image_size=image_size, feature_dim=feature_dim, blind=blind)
     if task == "caption" and captions_per_image and captions_per_image > 1:
-        dataset = _grouped_caption_dataset(serialized, batch_size, image_size, feature_dim, training,
+        dataset = _grouped_caption_dataset(serialized, batch_size, visual_fn, feature_dim, training,
                                            seed, shuffle_buffer, drop_remainder, captions_per_image)
     elif task == "caption":
-        dataset = _caption_dataset(serialized, batch_size, image_size, feature_dim, training, seed,
+        dataset = _caption_dataset(serialized, batch_size, visual_fn, feature_dim, training, seed,
                                    shuffle_buffer, bucket_boundaries, drop_remainder)
     elif task == "caption_eval":
-        dataset = _caption_eval_dataset(serialized, batch_size, image_size, feature_dim)
+        dataset = _caption_eval_dataset(serialized, batch_size, visual_fn, feature_dim)
     elif task == "vqa":
         if answer_vocab_size is None:
             raise ValueError("task 'vqa' needs answer_vocab_size (the number of lines of answers.txt)")
-        dataset = _vqa_dataset(serialized, batch_size, image_size, feature_dim, answer_vocab_size,
+        dataset = _vqa_dataset(serialized, batch_size, visual_fn, feature_dim, answer_vocab_size,
                                training, seed, shuffle_buffer, drop_remainder)
     else:
         dataset = _video_dataset(serialized, batch_size, image_size, num_frames, training, seed,

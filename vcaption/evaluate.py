@@ -40,21 +40,14 @@ def make_generator(model, decode: DecodeConfig, n_best: int = 1):
     return generate
 
 
-def blind_input(visual: tf.Tensor) -> tf.Tensor:
-    """What the blind baseline sees instead of an image: one constant zero feature per example,
-    so the decoder alone models the captions (and no CNN runs)."""
-    return tf.zeros([tf.shape(visual)[0], 1], tf.float32)  # [batch, 1]
-
-
-def generate_captions(generate, vocab: text.Vocabulary, dataset: tf.data.Dataset,
-                      blind: bool = False) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
+def generate_captions(generate, vocab: text.Vocabulary, dataset: tf.data.Dataset
+                      ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, float]]:
     """(image id -> caption, image id -> references, image id -> log-probability) for a
     `caption_eval` dataset, with `generate` from `make_generator` (build it once and reuse it:
     each new one is traced again)."""
     candidates, references, scores = {}, {}, {}
     for batch in dataset:
-        visual = blind_input(batch["visual"]) if blind else batch["visual"]
-        result = generate(visual)
+        result = generate(batch["visual"])
         captions = vocab.decode(result.ids[:, 0]).numpy()  # best of the N-best
         for image_id, caption, refs, score in zip(batch["image_id"].numpy(), captions,
                                                   batch["references"].to_list(), result.log_probs[:, 0].numpy()):
@@ -65,14 +58,12 @@ def generate_captions(generate, vocab: text.Vocabulary, dataset: tf.data.Dataset
     return candidates, references, scores
 
 
-def teacher_forced_perplexity(model, dataset: tf.data.Dataset, blind: bool = False) -> float:
+def teacher_forced_perplexity(model, dataset: tf.data.Dataset) -> float:
     """exp(mean negative log-likelihood of every reference token, <end> included) on a
     `caption` dataset (training=False)."""
 
     @tf.function(reduce_retracing=True)
     def nll(inputs, targets):
-        if blind:
-            inputs = {**inputs, "visual": blind_input(inputs["visual"])}
         logits = model(inputs, training=False)  # [batch, time, V]
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
         mask = tf.cast(targets != text.PAD_ID, tf.float32)
@@ -86,11 +77,12 @@ def teacher_forced_perplexity(model, dataset: tf.data.Dataset, blind: bool = Fal
     return caption_metrics.perplexity(total, int(tokens))
 
 
-def eval_datasets(data_dir: str, split: str, image_size: int, feature_dim: int | None, batch_size: int = 64):
-    generation = data.make_dataset(data_dir, split, "caption_eval", batch_size=batch_size,
-                                   image_size=image_size, feature_dim=feature_dim)
-    teacher_forced = data.make_dataset(data_dir, split, "caption", batch_size=batch_size,
-                                       image_size=image_size, feature_dim=feature_dim, training=False)
+def eval_datasets(data_dir: str, split: str, image_size: int, feature_dim: int | None, batch_size: int = 64,
+                  blind: bool = False):
+    """(generation, teacher-forced) datasets of a split; `blind`: no image decoded (`data.make_dataset`)."""
+    common = dict(batch_size=batch_size, image_size=image_size, feature_dim=feature_dim, blind=blind)
+    generation = data.make_dataset(data_dir, split, "caption_eval", **common)
+    teacher_forced = data.make_dataset(data_dir, split, "caption", training=False, **common)
     return generation, teacher_forced
 
 
@@ -98,11 +90,10 @@ def evaluate_captioner(model, vocab: text.Vocabulary, data_dir: str, split: str,
                        image_size: int = 64, feature_dim: int | None = None, blind: bool = False,
                        spice: bool = False) -> dict:
     """Metrics (pycocoevalcap keys + "perplexity"), with "candidates", "references", "per_image"."""
-    generation, teacher_forced = eval_datasets(data_dir, split, image_size, feature_dim)
-    candidates, references, _ = generate_captions(make_generator(model, decode), vocab, generation,
-                                                  blind=blind)
+    generation, teacher_forced = eval_datasets(data_dir, split, image_size, feature_dim, blind=blind)
+    candidates, references, _ = generate_captions(make_generator(model, decode), vocab, generation)
     scores = caption_metrics.score_captions(references, candidates, spice=spice, per_image=True)
-    scores["perplexity"] = teacher_forced_perplexity(model, teacher_forced, blind=blind)
+    scores["perplexity"] = teacher_forced_perplexity(model, teacher_forced)
     scores["candidates"], scores["references"] = candidates, references
     return scores
 

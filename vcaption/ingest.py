@@ -201,6 +201,9 @@ class RecordEncoder:
         self.answer_ids = {a: i for i, a in enumerate(answers)}
         self.label_ids = {label: i for i, label in enumerate(labels)}
         self._preprocess = images.make_image_preprocessor(config.image_size, config.max_pixels)
+        # Traced: run eagerly, the lookup and concatenations took ~60% of the job's time.
+        self._encode_texts = tf.function(lambda texts: self.vocab.encode(texts, config.max_length),
+                                         input_signature=[tf.TensorSpec([None], tf.string)])
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
         def frame_to_jpeg(frame):
@@ -220,7 +223,7 @@ class RecordEncoder:
     def _caption_ids(self, captions: Sequence[str]) -> list[list[int]]:
         if not captions:
             return []
-        return self.vocab.encode(tf.constant(list(captions)), self.config.max_length).to_list()
+        return self._encode_texts(tf.constant(list(captions))).to_list()
 
     def _load_image(self, path: str) -> tuple[bytes, tuple[int, int]]:
         with tf.io.gfile.GFile(path, "rb") as f:

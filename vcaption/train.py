@@ -88,12 +88,12 @@ def read_stats(data_dir: str) -> dict:
 def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray | None,
                 blind: bool = False):
     """The preset's model. `blind=True` gives the blind baseline: the same decoder whose visual
-    input is a constant zero feature (`vcaption.evaluate.blind_input`), so no CNN runs at all."""
+    input is a constant zero feature (`data.make_dataset(blind=True)`), so no CNN runs at all."""
     from vcaption import models
 
     args = dict(cfg.model_args)
     if blind:
-        args.update(encoder="features", feature_dim=1)
+        args.update(encoder="features", feature_dim=data.BLIND_FEATURE_DIM)
         args.pop("image_size", None)
     elif cfg.data.feature_dim:
         args.update(encoder="features", feature_dim=cfg.data.feature_dim)
@@ -235,11 +235,8 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
     feature_dim = cfg.data.feature_dim
     train = data.make_dataset(data_dir, "train", "caption", batch_size=tcfg.batch_size,
                               image_size=cfg.data.image_size, feature_dim=feature_dim,
-                              seed=tcfg.seed, repeat=True, captions_per_image=tcfg.captions_per_image)
-    if blind:
-        from vcaption.evaluate import blind_input
-
-        train = train.map(lambda x, y: ({**x, "visual": blind_input(x["visual"])}, y))
+                              seed=tcfg.seed, repeat=True, captions_per_image=tcfg.captions_per_image,
+                              blind=blind)
     with model.distribute_strategy.scope():  # optimizer slots live where the model's variables do
         model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
     prefix = "blind_" if blind else ""

@@ -137,11 +137,11 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, n
     total_steps = steps_per_epoch * tcfg.epochs
     intervals, interval = train.checkpoint_intervals(total_steps, tcfg.checkpoint_every)
     common = dict(image_size=cfg.data.image_size, feature_dim=cfg.data.feature_dim,
-                  answer_vocab_size=num_answers)
+                  answer_vocab_size=num_answers, blind=blind)
     train_data = data.make_dataset(data_dir, "train", "vqa", batch_size=tcfg.batch_size, seed=tcfg.seed,
                                    repeat=True, **common)
     val_data = data.make_dataset(data_dir, "val", "vqa", batch_size=256, **common)
-    if blind:  # no image is decoded for the question-only model
+    if blind:  # the question-only model has no visual input at all
         train_data, val_data = train_data.map(_without_image), val_data.map(_without_image)
     with model.distribute_strategy.scope():
         model.compile(optimizer=train.make_optimizer(tcfg, total_steps), loss=SoftTargetLoss(target),
