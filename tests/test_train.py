@@ -155,3 +155,28 @@ def test_two_local_workers_complete_a_short_multi_worker_training(shapes_records
     assert len(arrays) > 10
     for name, value in arrays.items():
         np.testing.assert_allclose(worker[name][()], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_blind_baseline_stops_early_on_validation_loss_and_is_not_retrained(shapes_records, tmp_path,
+                                                                           monkeypatch):
+    cfg = train.config_from_args(train.parse_args([
+        "--data", str(shapes_records), "--epochs", "4", "--batch-size", "16", *TINY,
+        "--set", "train.checkpoint_every=2"]))
+    stats = train.read_stats(str(shapes_records))
+    vocab_size = len((shapes_records / "vocab.txt").read_text().splitlines())
+    # No interval can lower validation loss by 100 nats: the second one stops training.
+    monkeypatch.setattr(train, "BLIND_MIN_IMPROVEMENT", 100.0)
+    output = tmp_path / "run"
+    model = train.build_model(cfg, vocab_size, None, blind=True)
+    result = train.fit(model, cfg, str(shapes_records), str(output), stats, blind=True, verbose=0)
+    assert result["stopped_early"] and result["steps"] == 2 * 2
+    with open(output / "blind_history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(row["val_loss"]) > 0 for row in rows)
+    # Best = the last interval that improved by the threshold (here the first); its weights are kept.
+    assert result["best_val_loss"] == pytest.approx(float(rows[0]["val_loss"]), abs=1e-4)
+    # The same command again: the finished baseline is loaded, not trained further.
+    again = train.build_model(cfg, vocab_size, None, blind=True)
+    assert train.fit(again, cfg, str(shapes_records), str(output), stats, blind=True, verbose=0) == result
+    for mine, theirs in zip(again.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)

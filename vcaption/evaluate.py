@@ -58,9 +58,9 @@ def generate_captions(generate, vocab: text.Vocabulary, dataset: tf.data.Dataset
     return candidates, references, scores
 
 
-def teacher_forced_perplexity(model, dataset: tf.data.Dataset) -> float:
-    """exp(mean negative log-likelihood of every reference token, <end> included) on a
-    `caption` dataset (training=False)."""
+def teacher_forced_nll(model):
+    """A traced function (inputs, targets) -> (summed negative log-likelihood, tokens) of a batch
+    of a `caption` dataset; build it once and reuse it (each new one is traced again)."""
 
     @tf.function(reduce_retracing=True)
     def nll(inputs, targets):
@@ -69,6 +69,13 @@ def teacher_forced_perplexity(model, dataset: tf.data.Dataset) -> float:
         mask = tf.cast(targets != text.PAD_ID, tf.float32)
         return tf.reduce_sum(losses * mask), tf.reduce_sum(mask)
 
+    return nll
+
+
+def teacher_forced_perplexity(model, dataset: tf.data.Dataset, nll=None) -> float:
+    """exp(mean negative log-likelihood of every reference token, <end> included) on a
+    `caption` dataset (training=False); `nll` from `teacher_forced_nll(model)`, or a new one."""
+    nll = nll or teacher_forced_nll(model)
     total, tokens = 0.0, 0.0
     for inputs, targets in dataset:
         batch_nll, batch_tokens = nll(inputs, targets)
