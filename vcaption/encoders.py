@@ -103,12 +103,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         channels = inputs.shape[-1]
-        gamma = self.gamma if self.scale else tf.ones([channels])
-        beta = self.beta if self.center else tf.zeros([channels])
+        scale = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        offset = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
         if training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, tf.cast(gamma, "float32"), tf.cast(beta, "float32"), epsilon=self.epsilon,
-                is_training=True)
+                inputs, scale, offset, epsilon=self.epsilon, is_training=True)
             # The kernel returns the Bessel-corrected variance; Keras keeps the biased one.
             count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), "float32")
             variance = variance * (count - 1.0) / tf.maximum(count, 2.0)
@@ -117,8 +116,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         else:
             outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, tf.cast(gamma, "float32"), tf.cast(beta, "float32"),
-                mean=tf.cast(self.moving_mean, "float32"),
+                inputs, scale, offset, mean=tf.cast(self.moving_mean, "float32"),
                 variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon,
                 is_training=False)
         return tf.cast(outputs, self.compute_dtype)

@@ -264,6 +264,14 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
 
     tcfg = cfg.train
     os.makedirs(output, exist_ok=True)
+    prefix = "blind_" if blind else ""
+    best_path = os.path.join(output, f"{prefix}best.weights.h5")
+    if blind and os.path.exists(best_path + ".json"):
+        # Finished in an earlier run of the same command. Its backup may stop short of the last
+        # interval (early stopping), so Keras alone would train it further.
+        model.load_weights(best_path)
+        with open(best_path + ".json") as f:
+            return json.load(f)
     steps_per_epoch = math.ceil(stats["captions"]["train"] / tcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
     intervals, interval = checkpoint_intervals(total_steps, tcfg.checkpoint_every)
@@ -274,14 +282,6 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
                               blind=blind)
     with model.distribute_strategy.scope():  # optimizer slots live where the model's variables do
         model.compile(optimizer=make_optimizer(tcfg, total_steps), loss=MaskedCaptionLoss())
-    prefix = "blind_" if blind else ""
-    best_path = os.path.join(output, f"{prefix}best.weights.h5")
-    if blind and os.path.exists(best_path + ".json"):
-        # Finished in an earlier run of the same command. Its backup may stop short of the last
-        # interval (early stopping), so Keras alone would train it further.
-        model.load_weights(best_path)
-        with open(best_path + ".json") as f:
-            return json.load(f)
     callbacks = [keras.callbacks.TensorBoard(os.path.join(output, "logs", "blind" if blind else "model"))]
     if blind:
         early_stopping = keras.callbacks.EarlyStopping(
