@@ -52,6 +52,30 @@ def test_overrides_read_command_line_spellings_of_booleans_and_none():
     assert config_lib.apply_overrides(cfg, ["train.baselines=TRUE"]).train.baselines is True
 
 
+def test_cpu_amx_bf16_flag_is_read_from_the_kernel_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert train.cpu_has_amx_bf16(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")  # no AMX
+    assert not train.cpu_has_amx_bf16(str(cpuinfo))
+    assert not train.cpu_has_amx_bf16(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("amx, argv, expected", [
+    (True, [], "mixed_bfloat16"),  # automatic: bf16 where AMX makes it fast
+    (False, [], None),  # automatic: fp32 elsewhere
+    (False, ["--mixed-precision"], "mixed_bfloat16"),
+    (True, ["--no-mixed-precision"], None),
+    (True, ["--set", "model.dtype='float32'"], "float32"),  # an explicit dtype wins
+    (False, ["--mixed-precision", "--set", "model.dtype='float32'"], "float32"),
+])
+def test_mixed_precision_is_automatic_on_amx_cpus_and_overridable(monkeypatch, amx, argv, expected):
+    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU host
+    cfg = train.config_from_args(train.parse_args(argv))
+    assert cfg.model_args.get("dtype") == expected
+
+
 @pytest.mark.slow
 def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_path):
     args = train.parse_args(["--data", str(shapes_records), "--epochs", "1", "--batch-size", "16",
