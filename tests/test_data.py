@@ -114,3 +114,11 @@ def test_blind_datasets_decode_no_image(shapes_records, tmp_path):
         list(data.make_dataset(str(corrupt), "val", "caption_eval", batch_size=8, image_size=32))
     assert len(list(data.make_dataset(str(corrupt), "val", "caption_eval", batch_size=8, image_size=32,
                                       blind=True)))
+
+
+def test_normalized_captions_of_many_strings_equal_one_at_a_time():
+    captions = ["A Man's black-and-white  DOG.", "Café\u00a0au lait", "", "two\tshapes: 3 circles"]
+    assert text.normalized_captions(captions) == [text.normalized_caption(c) for c in captions]
+    assert text.normalized_captions(captions) == ["a mans blackandwhite dog", "café au lait", "",
+                                                   "two shapes 3 circles"]
+    assert text.normalized_captions([]) == []

@@ -28,7 +28,9 @@ def _embed(encoder, dataset) -> tuple[list[str], np.ndarray, list[list[str]]]:
     for batch in dataset:
         ids += [i.decode() for i in batch["image_id"].numpy()]
         features.append(np.asarray(embed(batch["visual"]), np.float32))
-        references += [[text.normalized_caption(r.decode()) for r in refs] for refs in batch["references"].to_list()]
+        refs = batch["references"]  # ragged [batch, (references)]
+        references += refs.with_flat_values(text.normalize(refs.flat_values)).to_list()
+    references = [[r.decode() for r in refs] for refs in references]
     features = np.concatenate(features)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     return ids, features, references
@@ -40,24 +42,33 @@ def _ngrams(caption: str, n_max: int = 2) -> collections.Counter:
                                for i in range(len(words) - n + 1))
 
 
-def _similarity(a: collections.Counter, b: collections.Counter) -> float:
-    """F1 of clipped 1- and 2-gram overlap."""
-    overlap = sum((a & b).values())
-    if not overlap:
-        return 0.0
-    precision, recall = overlap / sum(a.values()), overlap / sum(b.values())
-    return 2 * precision * recall / (precision + recall)
-
-
 def consensus_caption(candidates: list[str]) -> str:
-    """The candidate with the highest mean similarity to the other candidates."""
+    """The candidate with the highest mean similarity to the other candidates (the first on ties).
+
+    Similarity is the F1 of clipped 1- and 2-gram overlap, which simplifies to
+    2 * overlap / (|a| + |b|) with overlap = sum over n-grams of min(count in a, count in b). All
+    pairs are scored at once on an [n, n-grams] count matrix: the evaluation calls this for every
+    test image with k * 5 candidates, 600 pairs each, which took ~20 s per run as Python loops.
+    """
+    if len(candidates) == 1:
+        return candidates[0]
     grams = [_ngrams(c) for c in candidates]
-    best, best_score = candidates[0], -1.0
-    for i, g in enumerate(grams):
-        score = np.mean([_similarity(g, h) for j, h in enumerate(grams) if j != i]) if len(grams) > 1 else 0.0
-        if score > best_score:
-            best, best_score = candidates[i], score
-    return best
+    index: dict[tuple, int] = {}
+    for g in grams:
+        for gram in g:
+            index.setdefault(gram, len(index))
+    counts = np.zeros((len(grams), max(len(index), 1)), np.int32)  # [n, n-grams]
+    for row, g in enumerate(grams):
+        for gram, count in g.items():
+            counts[row, index[gram]] = count
+    overlap = np.minimum(counts[:, None, :], counts[None, :, :]).sum(-1)  # [n, n], exact integers
+    sizes = counts.sum(1)
+    total = sizes[:, None] + sizes[None, :]
+    similarity = np.where(overlap > 0, 2.0 * overlap / np.maximum(total, 1), 0.0)
+    np.fill_diagonal(similarity, 0.0)
+    # The mean's 1 / (n - 1) ranks the same. Rounding makes equal scores tie exactly whatever the
+    # summation order, so that the first of them wins.
+    return candidates[int(np.argmax(np.round(similarity.sum(1), 9)))]
 
 
 def nearest_neighbour_captions(encoder, data_dir: str, split: str, image_size: int,

@@ -41,8 +41,16 @@ def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
 
 
 def normalized_caption(text: str) -> str:
-    """Python convenience for one string (evaluation references, reports)."""
+    """Python convenience for one string (reports)."""
     return normalize(tf.constant(text)).numpy().decode("utf-8")
+
+
+def normalized_captions(texts: Sequence[str]) -> list[str]:
+    """`normalized_caption` of many strings in one call: eager ops cost ~0.2 ms per call, which
+    made 9,000 references one at a time ~1.6 s per validation and ~15 s per evaluation."""
+    if not texts:
+        return []
+    return [t.decode("utf-8") for t in normalize(tf.constant(list(texts), tf.string)).numpy()]
 
 
 class Vocabulary(tf.Module):

@@ -173,6 +173,7 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
             # Traced once for the whole run, not once per checkpoint interval.
             self.generate = make_generator(model_ref, DecodeConfig(beam_size=1, max_length=max_length))
             self.best = -math.inf
+            self.references = None  # normalized once: they are the same every interval
             if os.path.exists(best_path + ".json"):
                 with open(best_path + ".json") as f:
                     self.best = json.load(f)["val_CIDEr"]
@@ -180,8 +181,14 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
         def on_epoch_end(self, epoch, logs=None):
             candidates, references, _ = generate_captions(self.generate, vocab, dataset)
             # Both sides are already normalized by vcaption.text, so no PTB tokenizer (no Java) here.
-            refs = {k: [text.normalized_caption(r) for r in v] for k, v in references.items()}
-            score, _ = Cider().compute_score(refs, {k: [v] for k, v in candidates.items()})
+            if self.references is None:
+                keys = sorted(references)
+                flat = text.normalized_captions([r for k in keys for r in references[k]])
+                self.references, start = {}, 0
+                for k in keys:
+                    self.references[k] = flat[start:start + len(references[k])]
+                    start += len(references[k])
+            score, _ = Cider().compute_score(self.references, {k: [v] for k, v in candidates.items()})
             if logs is not None:
                 logs["val_CIDEr"] = float(score)
             if score > self.best:
