@@ -61,19 +61,31 @@ def test_cpu_amx_bf16_flag_is_read_from_the_kernel_flags(tmp_path):
     assert not train.cpu_has_amx_bf16(str(tmp_path / "absent"))
 
 
-@pytest.mark.parametrize("amx, argv, expected", [
-    (True, [], "mixed_bfloat16"),  # automatic: bf16 where AMX makes it fast
-    (False, [], None),  # automatic: fp32 elsewhere
-    (False, ["--mixed-precision"], "mixed_bfloat16"),
-    (True, ["--no-mixed-precision"], None),
-    (True, ["--set", "model.dtype='float32'"], "float32"),  # an explicit dtype wins
-    (False, ["--mixed-precision", "--set", "model.dtype='float32'"], "float32"),
+@pytest.mark.parametrize("argv, expected", [
+    ([], "auto"),  # the default preset asks for bf16 where it is fast
+    (["--preset", "lrcn_2u"], None),  # the others train in float32 unless told
+    (["--mixed-precision"], "mixed_bfloat16"),
+    (["--no-mixed-precision"], None),
+    (["--set", "model.dtype='float32'"], "float32"),  # an explicit dtype wins
+    (["--mixed-precision", "--set", "model.dtype='float32'"], "float32"),
 ])
-def test_mixed_precision_is_automatic_on_amx_cpus_and_overridable(monkeypatch, amx, argv, expected):
-    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: amx)
+def test_mixed_precision_flags_and_the_default_presets_automatic_dtype(monkeypatch, argv, expected):
     monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU host
     cfg = train.config_from_args(train.parse_args(argv))
     assert cfg.model_args.get("dtype") == expected
+
+
+@pytest.mark.parametrize("amx, gpu, expected", [(True, False, "mixed_bfloat16"),
+                                                (False, False, "float32"),
+                                                (True, True, "float32")])
+def test_automatic_dtype_is_bf16_only_on_cpu_hosts_with_amx(monkeypatch, amx, gpu, expected):
+    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(train.tf.config, "list_physical_devices",
+                        lambda kind=None: ["/physical_device:GPU:0"] if gpu else [])
+    cfg = config_lib.apply_overrides(config_lib.get_preset("lrcn_2f"), TINY[1::2])
+    assert cfg.model_args["dtype"] == "auto"
+    model = train.build_model(cfg, vocab_size=12, word_counts=None)
+    assert model.dtype_policy.name == expected
 
 
 @pytest.mark.slow

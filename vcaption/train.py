@@ -85,6 +85,29 @@ def read_stats(data_dir: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Model and optimizer
 # ---------------------------------------------------------------------------------------------
+# `model.dtype` of presets that train in bf16 where it is fast (`automatic_dtype`).
+AUTO_DTYPE = "auto"
+
+
+def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), from the kernel's flags."""
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def automatic_dtype() -> str | None:
+    """What `model.dtype="auto"` means: mixed bf16 on a CPU host with AMX, where oneDNN runs bf16
+    matrix products several times faster than fp32 (lrcn_2f steps ~25% faster); float32 (None)
+    elsewhere: without AMX bf16 is emulated and slower, and GPUs get mixed precision only when
+    asked (`--mixed-precision`: float16 there)."""
+    if tf.config.list_physical_devices("GPU") or not cpu_has_amx_bf16():
+        return None
+    return "mixed_bfloat16"
+
+
 def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray | None,
                 blind: bool = False):
     """The preset's model. `blind=True` gives the blind baseline: the same decoder whose visual
@@ -92,6 +115,8 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray 
     from vcaption import models
 
     args = dict(cfg.model_args)
+    if args.get("dtype") == AUTO_DTYPE:
+        args["dtype"] = automatic_dtype()
     if blind:
         args.update(encoder="features", feature_dim=data.BLIND_FEATURE_DIM)
         args.pop("image_size", None)
@@ -446,9 +471,9 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker"])
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                        help="mixed_float16 on GPUs, mixed_bfloat16 on CPUs. Default: on for CPUs "
-                             "with AMX bf16 matrix units (where bf16 steps are ~25%% faster), off "
-                             "otherwise; an explicit --set model.dtype=... wins")
+                        help="mixed_float16 on GPUs, mixed_bfloat16 on CPUs; --no-mixed-precision: "
+                             "float32. Default: the preset's model.dtype (lrcn_2f: 'auto', mixed "
+                             "bf16 on CPUs with AMX, float32 elsewhere); --set model.dtype=... wins")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override any setting, e.g. --set model.hidden_units=1000")
     parser.add_argument("--quiet", action="store_true",
@@ -466,25 +491,12 @@ def config_from_args(args) -> ExperimentConfig:
         overrides.append(f"train.epochs={args.epochs}")
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
-    mixed = args.mixed_precision
-    if mixed is None:  # automatic: only where bf16 is fast, and never over a preset's own dtype
-        gpu = tf.config.list_physical_devices("GPU")
-        mixed = "dtype" not in cfg.model_args and not gpu and cpu_has_amx_bf16()
-    if mixed:
-        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-        overrides.insert(0, f"model.dtype={policy!r}")  # before --set, so that --set wins
+    if args.mixed_precision is not None:  # before --set, so that --set wins
+        policy = None  # --no-mixed-precision: float32, also over a preset's "auto"
+        if args.mixed_precision:
+            policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        overrides.insert(0, f"model.dtype={policy!r}")
     return config_lib.apply_overrides(cfg, overrides)
-
-
-def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), read from the kernel's
-    CPU flags. There oneDNN runs bf16 matrix products several times faster than fp32, so mixed
-    bf16 is the better default; without AMX, bf16 is emulated and slower, so fp32 stays."""
-    try:
-        with open(cpuinfo) as f:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
-    except OSError:
-        return False
 
 
 def main(argv=None) -> int:

@@ -42,7 +42,9 @@ def _build_model(run_dir: str | None, vocab_size: int):
     if run_dir:
         return keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     keras.utils.set_random_seed(0)
-    model = lrcn.LRCNCaptioner(vocab_size=vocab_size, **dict(config_lib.get_preset("lrcn_2f").model_args))
+    args = dict(config_lib.get_preset("lrcn_2f").model_args)
+    args.pop("dtype", None)  # float32: the decoders are compared at one precision
+    model = lrcn.LRCNCaptioner(vocab_size=vocab_size, **args)
     # An untrained model puts near-uniform mass on <end> and says "<end>" at once: nothing would
     # be decoded. A Zipf unigram bias with a rare <end> and a larger softmax kernel make random
     # weights produce long, image-dependent captions, the steady state of a trained model.
