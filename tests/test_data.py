@@ -122,3 +122,5 @@ def test_normalized_captions_of_many_strings_equal_one_at_a_time():
     assert text.normalized_captions(captions) == ["a mans blackandwhite dog", "café au lait", "",
                                                    "two shapes 3 circles"]
     assert text.normalized_captions([]) == []
+    assert text.normalized_caption_lists([captions[:1], [], captions[1:]]) == [
+        ["a mans blackandwhite dog"], [], ["café au lait", "", "two shapes 3 circles"]]

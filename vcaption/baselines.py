@@ -28,9 +28,8 @@ def _embed(encoder, dataset) -> tuple[list[str], np.ndarray, list[list[str]]]:
     for batch in dataset:
         ids += [i.decode() for i in batch["image_id"].numpy()]
         features.append(np.asarray(embed(batch["visual"]), np.float32))
-        refs = batch["references"]  # ragged [batch, (references)]
-        references += refs.with_flat_values(text.normalize(refs.flat_values)).to_list()
-    references = [[r.decode() for r in refs] for refs in references]
+        references += [[r.decode() for r in refs] for refs in batch["references"].to_list()]
+    references = text.normalized_caption_lists(references)
     features = np.concatenate(features)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     return ids, features, references

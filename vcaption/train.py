@@ -207,12 +207,9 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
             candidates, references, _ = generate_captions(self.generate, vocab, dataset)
             # Both sides are already normalized by vcaption.text, so no PTB tokenizer (no Java) here.
             if self.references is None:
-                keys = sorted(references)
-                flat = text.normalized_captions([r for k in keys for r in references[k]])
-                self.references, start = {}, 0
-                for k in keys:
-                    self.references[k] = flat[start:start + len(references[k])]
-                    start += len(references[k])
+                keys = list(references)
+                self.references = dict(zip(keys, text.normalized_caption_lists(
+                    [references[k] for k in keys])))
             score, _ = Cider().compute_score(self.references, {k: [v] for k, v in candidates.items()})
             if logs is not None:
                 logs["val_CIDEr"] = float(score)
