@@ -39,9 +39,9 @@ def test_vqa_preset_trains_scores_baselines_and_exports(shapes_world, tmp_path, 
     assert metrics["data"]["examples"]["test"] == metrics["model"]["questions"]
     printed = capsys.readouterr().out
     assert "question only (LSTM Q)" in printed and "prior per question type" in printed
-    # The preset's image encoder starts from an lrcn_2f captioner trained first, inside the run.
-    assert (output / "encoder_lrcn_2f" / "model.keras").exists()
-    assert f"image encoder initialised from {output / 'encoder_lrcn_2f'}" in printed
+    # The preset's image encoder is an object classifier's, trained first, inside the run.
+    assert (output / "encoder_object_classifier" / "model.keras").exists()
+    assert f"image encoder initialised from {output / 'encoder_object_classifier'}" in printed
 
     # The official-format results re-score to the same accuracy from the published JSON files.
     questions = shapes_world / "vqa" / "v2_OpenEnded_shapes_test_questions.json"

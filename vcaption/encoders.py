@@ -307,13 +307,13 @@ def load_encoder_weights(encoder: keras.Model, source: str) -> keras.Model:
 
     The image features of Antol et al. and of the captioning papers come from a CNN trained on
     another task (ImageNet); on the built-in world, where there is no ImageNet, the CNN of a
-    trained captioner plays that part.
+    trained object classifier (`object_classifier` preset) or captioner plays that part.
 
     Args:
         encoder: a `build_encoder` model.
         source: an encoder's own `.weights.h5` (`encoder.save_weights`), or a trained model — a
             `.keras` file or a `python -m vcaption.train` run directory — whose nested encoder has
-            the same name and weight shapes (e.g. the `small_cnn` of `runs/lrcn_2f`).
+            the same name and weight shapes (e.g. the `small_cnn` of `runs/object_classifier`).
 
     Raises:
         ValueError naming `source` when it holds no encoder of this architecture.

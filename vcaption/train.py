@@ -48,7 +48,8 @@ def builtin_world(cfg: config_lib.DataConfig) -> str:
 
 
 # The built-in world's file that `beam_jobs.preprocess --format F` reads, by format.
-BUILTIN_SOURCES = {"karpathy": "dataset_shapes.json", "coco": "annotations", "vqa": "vqa"}
+BUILTIN_SOURCES = {"karpathy": "dataset_shapes.json", "coco": "annotations", "vqa": "vqa",
+                   "vg": "visual_genome"}
 
 
 def prepare_builtin_data(cfg: config_lib.DataConfig, fmt: str = "karpathy",
@@ -58,7 +59,8 @@ def prepare_builtin_data(cfg: config_lib.DataConfig, fmt: str = "karpathy",
     Args:
         cfg: where the world lives and how to preprocess it.
         fmt: which of the world's public formats to preprocess (`BUILTIN_SOURCES`): Karpathy
-            captions (the default), COCO captions + instance boxes (the ranker), VQA (VQA).
+            captions (the default), COCO captions + instance boxes (the ranker), VQA (VQA), Visual
+            Genome region descriptions (the object classifier).
         extra_args: more `beam_jobs.preprocess` flags; they name the records directory too, so
             different settings never share one.
     """
@@ -367,6 +369,7 @@ TASK_TRAINERS = {
     "vqa": "vcaption.train_vqa",
     "retrieval": "vcaption.train_ranker",
     "region_caption": "vcaption.region_captioning",
+    "objects": "vcaption.train_objects",
 }
 
 

@@ -14,6 +14,7 @@ MODELS = {
     "S2VTCaptioner": "vcaption.models.s2vt",
     "VQAModel": "vcaption.models.vqa",
     "RegionRanker": "vcaption.models.ranker",
+    "ObjectClassifier": "vcaption.models.object_classifier",
 }
 
 

@@ -6,3 +6,4 @@ from vcaption.presets import retrieval  # noqa: F401
 from vcaption.presets import vqa  # noqa: F401
 from vcaption.presets import video  # noqa: F401
 from vcaption.presets import region_captioning  # noqa: F401
+from vcaption.presets import objects  # noqa: F401
