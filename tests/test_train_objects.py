@@ -56,6 +56,27 @@ def test_phrase_and_endings_are_the_normalized_phrase_and_its_last_words():
         ["the clock is green", "green", "is green", "clock is green"]]
 
 
+def test_label_vocabulary_from_records_ranks_phrases_and_endings_and_counts_regions_left_out(tmp_path):
+    from vcaption import records
+
+    images = [["small red circle", "large red circle"], ["small red circle", "blue square"],
+              ["tiny green star"]]
+    with tf.io.TFRecordWriter(str(tmp_path / "train-00000-of-00001.tfrecord")) as writer:
+        for i, phrases in enumerate(images):
+            writer.write(records.encode_caption_example(
+                str(i), [], [], image_jpeg=b"", region_phrases=phrases,
+                region_boxes=[[0.0, 0.0, 0.1, 0.1]] * len(phrases)))
+    labels, stats = LabelVocabulary.from_records(str(tmp_path), max_phrases=3, min_count=2)
+    # Regions per candidate: circle 3, red circle 3, small red circle 2; the rest once.
+    assert labels.phrases == ["circle", "red circle", "small red circle"]
+    # Every region but "blue square" and "tiny green star" has a label among its endings.
+    assert stats == {"regions": 5, "regions_outside_labels": 2}
+    labels, _ = LabelVocabulary.from_records(str(tmp_path), max_phrases=2, min_count=1)
+    assert labels.phrases == ["circle", "red circle"]  # ties at 3 regions: alphabetical
+    with pytest.raises(ValueError, match="no region phrase"):
+        LabelVocabulary.from_records(str(tmp_path), max_phrases=10, min_count=4)
+
+
 def test_average_precision_worked_cases():
     # Ranked: pos, neg, pos -> precisions at the hits 1/1 and 2/3.
     assert average_precision(np.array([0.9, 0.8, 0.7]), np.array([1, 0, 1])) == pytest.approx((1 + 2 / 3) / 2)

@@ -115,22 +115,24 @@ class LabelVocabulary:
     def from_records(cls, data_dir: str, max_phrases: int, min_count: int) -> tuple["LabelVocabulary", dict]:
         """The `max_phrases` most frequent normalized phrases and endings of the train split with
         at least `min_count` regions (ties: alphabetical), and {"regions", "regions_outside_labels"}."""
-        counts = collections.Counter()
-        regions = []  # each training region's set of phrase and endings
-        serialized = data.read_records(data.split_pattern(data_dir, "train"), shuffle=False)
-        candidates = serialized.map(
-            lambda s: phrase_and_endings(records.parse_caption_example(s)["region_phrases"]),
-            num_parallel_calls=tf.data.AUTOTUNE)
-        for image in candidates.as_numpy_iterator():  # [R, E]
-            for row in image:
-                names = {p.decode("utf-8") for p in row if p}
-                counts.update(names)
-                regions.append(names)
+        def region_names():  # each training region's set of phrase and endings, streamed
+            serialized = data.read_records(data.split_pattern(data_dir, "train"), shuffle=False)
+            candidates = serialized.map(
+                lambda s: phrase_and_endings(records.parse_caption_example(s)["region_phrases"]),
+                num_parallel_calls=tf.data.AUTOTUNE)
+            for image in candidates.as_numpy_iterator():  # [R, E]
+                for row in image:
+                    yield {p.decode("utf-8") for p in row if p}
+
+        counts, regions = collections.Counter(), 0
+        for names in region_names():
+            counts.update(names)
+            regions += 1
         ranked = sorted((p for p, n in counts.items() if n >= min_count),
                         key=lambda p: (-counts[p], p))[:max_phrases]
         kept = set(ranked)
-        outside = sum(1 for names in regions if not names & kept)
-        return cls(ranked), {"regions": len(regions), "regions_outside_labels": outside}
+        outside = sum(1 for names in region_names() if not names & kept)  # a second pass, not a list
+        return cls(ranked), {"regions": regions, "regions_outside_labels": outside}
 
     def write(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
