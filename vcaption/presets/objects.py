@@ -8,16 +8,18 @@ from vcaption.config import DataConfig, ExperimentConfig, TrainConfig, preset
 
 @preset
 def object_classifier() -> ExperimentConfig:
-    """`small_cnn` trained to say which region phrases ("small red circle") an image shows,
-    anywhere and in which 3x3 cell, from the world's Visual Genome region descriptions.
+    """`small_cnn` trained to say which region phrases ("small red circle") and phrase endings
+    ("red circle", "circle") an image shows, anywhere and in which 3x3 cell, from the world's
+    Visual Genome region descriptions (`vcaption.train_objects`).
 
     It exists for the VQA preset, whose image features, as in Antol et al., come from a CNN trained
     to classify objects (VGG-16 on ImageNet in the paper). Its features hold each colour-shape
-    conjunction linearly; a captioner's do not (measured: the same VQA model on frozen features
-    of this encoder reached 91.2% test accuracy, on an `lrcn_2f` captioner's 83.8%).
+    conjunction linearly; a captioner's do not. Measured: the same VQA model on frozen features of
+    this encoder reached 91.5% test accuracy, on an `lrcn_2f` captioner's 83.8%.
 
-    20 epochs of 225 steps (~5 min on 2 CPU cores): the exact set of phrases present is right for
-    ~98% of validation images, and with cells for ~92%.
+    20 epochs of 225 steps (4.5 min on 2 CPU cores). Test, 18,000-image world: mAP 98.8% over
+    the 760 labels, micro-F1 96.6%; the exact label set is right for 68.7% of images (77.3% for
+    the "anywhere" labels alone), mostly for want of telling "small" from "large".
 
     Command: `python -m vcaption.train --preset object_classifier`.
     Result on the built-in data: see README ("Visual question answering").
