@@ -110,15 +110,21 @@ def automatic_dtype() -> str | None:
     return "mixed_bfloat16"
 
 
+def model_args(cfg: ExperimentConfig) -> dict:
+    """The preset's `model_args` as constructor arguments: `dtype="auto"` resolved (`automatic_dtype`)."""
+    args = dict(cfg.model_args)
+    if args.get("dtype") == AUTO_DTYPE:
+        args["dtype"] = automatic_dtype()
+    return args
+
+
 def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray | None,
                 blind: bool = False):
     """The preset's model. `blind=True` gives the blind baseline: the same decoder whose visual
     input is a constant zero feature (`data.make_dataset(blind=True)`), so no CNN runs at all."""
     from vcaption import models
 
-    args = dict(cfg.model_args)
-    if args.get("dtype") == AUTO_DTYPE:
-        args["dtype"] = automatic_dtype()
+    args = model_args(cfg)
     if blind:
         args.update(encoder="features", feature_dim=data.BLIND_FEATURE_DIM)
         args.pop("image_size", None)

@@ -230,11 +230,8 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
     stats = train.read_stats(data_dir)
     image_size = cfg.data.image_size
 
-    args = dict(cfg.model_args)
-    if args.get("dtype") == train.AUTO_DTYPE:
-        args["dtype"] = train.automatic_dtype()
     with strategy.scope():
-        model = models.build(cfg.model, num_labels=labels.size, **args)
+        model = models.build(cfg.model, num_labels=labels.size, **train.model_args(cfg))
     print(f"{cfg.name}: {model.count_params():,} parameters, {labels.size} labels "
           f"({len(labels.phrases)} phrases x {LabelVocabulary.PER_PHRASE}), "
           f"{stats['examples']['train']} training images, data {data_dir}")
@@ -267,9 +264,10 @@ def run(cfg: ExperimentConfig, output: str, strategy_name: str = "default", verb
         return {"training": training}
     model.save(os.path.join(output, "model.keras"))
 
-    test = make_dataset(data_dir, "test", labels, image_size, 256)
-    logits = model.predict(test.map(lambda x, y: x), verbose=0)  # [N, L]
-    targets = np.concatenate([y for _, y in test.as_numpy_iterator()])  # [N, L]
+    outputs = [(model.predict_on_batch(x), y.numpy())  # one pass: each test image decoded once
+               for x, y in make_dataset(data_dir, "test", labels, image_size, 256)]
+    logits = np.concatenate([o[0] for o in outputs])  # [N, L]
+    targets = np.concatenate([o[1] for o in outputs])  # [N, L]
     prior = targets_frequency(data_dir, labels)  # [L]
     rows = {cfg.name: score(logits, targets, logits > 0.0, labels)}
     prior_scores = np.broadcast_to(prior, targets.shape)
