@@ -64,7 +64,7 @@ def load_encoder(spec: dict):
     import keras
 
     if spec.get("model"):
-        from vcaption.models import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
+        from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
 
         captioner = keras.saving.load_model(spec["model"], compile=False)
         if getattr(captioner, "encoder_name", "features") == "features":

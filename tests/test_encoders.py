@@ -93,7 +93,7 @@ def test_backbone_spatial_map():
 
 def _trained_captioner_run(tmp_path):
     """A run directory holding a captioner whose small_cnn weights differ from a fresh one's."""
-    from vcaption.models.lrcn import LRCNCaptioner
+    from vcaption.captioning.lrcn import LRCNCaptioner
 
     captioner = LRCNCaptioner(vocab_size=9, hidden_units=4, embedding_dim=4, image_embedding_dim=4,
                               encoder="small_cnn", image_size=16)

@@ -23,7 +23,8 @@ import yaml
 from google.protobuf import text_format
 
 from test_export import DECODE, IMAGE_SIZE, WORDS, _jpeg, _png_header, _tiny_captioner
-from vcaption import export, images, text
+from vcaption import images, text
+from vcaption.captioning import export
 from vcaption.serving import client as client_lib
 from vcaption.serving import protos
 from vcaption.serving.batching import BatchOptions, BatchScheduler

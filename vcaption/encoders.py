@@ -290,7 +290,7 @@ def _trained_model(path: str) -> keras.Model:
     """A trained `.keras` model (a file, or a run directory holding `model.keras`), uncompiled."""
     import os
 
-    from vcaption import models
+    from vcaption import registry as models
 
     for name in models.MODELS:  # imports, and so registers, every model class for deserialising
         models.get_class(name)

@@ -23,7 +23,7 @@ from vcaption import images, records, text
 from vcaption.datasets import base
 from vcaption.datasets.base import CaptionedImage, DeadLetter, Region, VideoExample, VQAExample
 from vcaption.metrics import vqa as vqa_metrics
-from vcaption.metrics.vqa import normalize_answer  # the answer vocabulary's normal form
+from vcaption.metrics.vqa import normalize_answer# the answer vocabulary's normal form
 
 
 @dataclasses.dataclass(frozen=True)

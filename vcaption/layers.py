@@ -320,7 +320,7 @@ class CaptionerBase(keras.Model):
 
     def _build_visual_input(self, encoder, image_size, feature_dim, encoder_weights,
                             encoder_trainable, dtype):
-        from vcaption import encoders as encoders_lib  # layers.py stays importable on its own
+        from vcaption import encoders as encoders_lib# layers.py stays importable on its own
 
         visual, self.encoder, image_size = encoders_lib.visual_input_and_encoder(
             encoder, image_size, feature_dim, encoder_weights, encoder_trainable, dtype)

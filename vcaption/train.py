@@ -122,7 +122,7 @@ def build_model(cfg: ExperimentConfig, vocab_size: int, word_counts: np.ndarray 
                 blind: bool = False):
     """The preset's model. `blind=True` gives the blind baseline: the same decoder whose visual
     input is a constant zero feature (`data.make_dataset(blind=True)`), so no CNN runs at all."""
-    from vcaption import models
+    from vcaption import registry as models
 
     args = model_args(cfg)
     if blind:
@@ -195,7 +195,7 @@ def _validation_cider_callback(model_ref, vocab, data_dir, image_size, feature_d
     from pycocoevalcap.cider.cider import Cider
 
     from vcaption.config import DecodeConfig
-    from vcaption.evaluate import generate_captions, make_generator
+    from vcaption.captioning.evaluation import generate_captions, make_generator
 
     dataset = data.make_dataset(data_dir, "val", "caption_eval", batch_size=100, image_size=image_size,
                                 feature_dim=feature_dim)
@@ -239,7 +239,7 @@ def _validation_loss_callback(model_ref, data_dir, image_size, feature_dim):
     """
     import keras
 
-    from vcaption.evaluate import teacher_forced_nll, teacher_forced_perplexity
+    from vcaption.captioning.evaluation import teacher_forced_nll, teacher_forced_perplexity
 
     dataset = data.make_dataset(data_dir, "val", "caption", batch_size=100, image_size=image_size,
                                 feature_dim=feature_dim, training=False, blind=True)
@@ -340,7 +340,7 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
         print(f"Resuming from the checkpoint after interval {done} (step {done * interval}) of {intervals}")
     start = time.perf_counter()
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        from vcaption.training_loop import fit_distributed  # Model.fit fails here: keras#20585
+        from vcaption.runtime.distributed_loop import fit_distributed  # Model.fit fails here: keras#20585
 
         fit_distributed(model, train, intervals, interval, callbacks, verbose=verbose)
     else:
@@ -370,12 +370,12 @@ def fit(model, cfg: ExperimentConfig, data_dir: str, output: str, stats: dict, *
 # evaluates against the task's baselines and writes `<output>/metrics.json`. Captioning is this module.
 TASK_TRAINERS = {
     "caption": __name__,
-    "activity": "vcaption.train_video",
-    "video_caption": "vcaption.train_video",
-    "vqa": "vcaption.train_vqa",
-    "retrieval": "vcaption.train_ranker",
-    "region_caption": "vcaption.region_captioning",
-    "objects": "vcaption.train_objects",
+    "activity": "vcaption.video.task",
+    "video_caption": "vcaption.video.task",
+    "vqa": "vcaption.vqa.task",
+    "retrieval": "vcaption.retrieval.task",
+    "region_caption": "vcaption.retrieval.region_captioning",
+    "objects": "vcaption.objects.task",
 }
 
 
@@ -394,7 +394,9 @@ def run_captioning(cfg: ExperimentConfig, output: str, strategy_name: str = "def
     """Trains, evaluates (model + baselines) and writes `<output>/metrics.json`; returns it."""
     import keras
 
-    from vcaption import baselines, evaluate, visualize
+    from vcaption import visualize
+    from vcaption.captioning import baselines
+    from vcaption.captioning import evaluation as evaluate
 
     # First: collective ops (multi_worker) must be configured before TensorFlow runs any op.
     strategy = distribution_strategy(strategy_name)

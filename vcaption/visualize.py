@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vcaption import data, images, records  # noqa: E402
+from vcaption import data, images, records# noqa: E402
 
 
 def caption_grid(items: Sequence[tuple[np.ndarray, str, Sequence[str]]], path: str, columns: int = 4,

@@ -41,7 +41,7 @@ def untrained_captioner(image_size: int = 32, seed: int = 0):
     import numpy as np
 
     from vcaption import text
-    from vcaption.models.lrcn import LRCNCaptioner
+    from vcaption.captioning.lrcn import LRCNCaptioner
 
     tokens = [*text.RESERVED_TOKENS, *TINY_WORDS]
     keras.utils.set_random_seed(seed)
@@ -61,7 +61,7 @@ def untrained_captioner(image_size: int = 32, seed: int = 0):
 def export_untrained_captioner(root: str, name: str = "tiny", image_size: int = 32, beam_size: int = 3,
                                n_best: int = 2, max_length: int = 8, seed: int = 0) -> str:
     """Exports `untrained_captioner` to `<root>/<name>/<version>` (vocabulary `<root>/<name>_vocab.txt`)."""
-    from vcaption import export
+    from vcaption.captioning import export
     from vcaption.config import DecodeConfig
 
     model, tokens = untrained_captioner(image_size, seed)

@@ -37,7 +37,7 @@ def _build_model(run_dir: str | None, vocab_size: int):
     import keras
 
     from vcaption import config as config_lib
-    from vcaption.models import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
+    from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
 
     if run_dir:
         return keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)

@@ -2,7 +2,7 @@
 
     python -m vcaption.bench regions [--batch 32] [--regions 5 20] [--repeats 5]
 
-Both region paths of `vcaption.models.ranker.RegionRanker` at the `karpathy_ranker` preset sizes
+Both region paths of `vcaption.retrieval.ranker.RegionRanker` at the `karpathy_ranker` preset sizes
 (small CNN, 64x64 images, random weights) embed the same random boxes (region 0 the whole image):
 
 * `crop`: every box cut out of the pixels, resized to the crop size and run through the CNN —
@@ -35,7 +35,7 @@ def _models(vocab_size: int = 53):
     import keras
 
     from vcaption import config as config_lib
-    from vcaption.models.ranker import RegionRanker
+    from vcaption.retrieval.ranker import RegionRanker
 
     cfg = config_lib.get_preset("karpathy_ranker")
     args = dict(cfg.model_args)

@@ -43,10 +43,11 @@ SIZES = {"preset": None,
 
 
 def _export_captioner(root: str, size: str) -> str:
-    from vcaption import export, text
+    from vcaption import text
+    from vcaption.captioning import export
     from vcaption.bench.decode import SHAPES_VOCAB_SIZE, _build_model
     from vcaption.config import DecodeConfig
-    from vcaption.models.lrcn import LRCNCaptioner
+    from vcaption.captioning.lrcn import LRCNCaptioner
 
     words = [f"w{i}" for i in range(SHAPES_VOCAB_SIZE - len(text.RESERVED_TOKENS))]
     vocab = text.Vocabulary.write(words, os.path.join(root, "vocab.txt"))

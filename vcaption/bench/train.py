@@ -108,7 +108,7 @@ def naive_keras_model(vocab: int, hidden: int, steps: int, features: int, dropou
 
 
 def lrcn_model(vocab: int, hidden: int, features: int, dtype: str):
-    from vcaption.models.lrcn import LRCNCaptioner
+    from vcaption.captioning.lrcn import LRCNCaptioner
 
     return LRCNCaptioner(vocab, variant="2f", cell="lstm", hidden_units=hidden,
                          embedding_dim=hidden, image_embedding_dim=hidden, encoder="features",

@@ -1,5 +1,5 @@
 """Object classifier preset: the built-in world's stand-in for ImageNet pretraining of encoders
-(`vcaption.models.object_classifier.ObjectClassifier`, `vcaption.train_objects`)."""
+(`vcaption.objects.model.ObjectClassifier`, `vcaption.objects.task`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from vcaption.config import DataConfig, ExperimentConfig, TrainConfig, preset
 def object_classifier() -> ExperimentConfig:
     """`small_cnn` trained to say which region phrases ("small red circle") and phrase endings
     ("red circle", "circle") an image shows, anywhere and in which 3x3 cell, from the world's
-    Visual Genome region descriptions (`vcaption.train_objects`).
+    Visual Genome region descriptions (`vcaption.objects.task`).
 
     It exists for the VQA preset, whose image features, as in Antol et al., come from a CNN trained
     to classify objects (VGG-16 on ImageNet in the paper). Its features hold each colour-shape

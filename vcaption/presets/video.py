@@ -4,7 +4,7 @@ sized for the built-in videos (32x32 frames, 24 frames, 480 videos) on a 2-core 
 
 The papers' sizes are one `--set` away: `--set model.rgb_hidden_units=256 --set
 model.flow_hidden_units=1024` (the `LRCNActivityRecognizer` defaults), `--set model.hidden_units=1000`.
-Trainer: `vcaption.train_video`. Data: the built-in world's MSR-VTT videos preprocessed with
+Trainer: `vcaption.video.task`. Data: the built-in world's MSR-VTT videos preprocessed with
 `beam_jobs.preprocess --format msvd --optical-flow` under `data.shapes_root`.
 """
 
@@ -98,7 +98,7 @@ def video_s2vt() -> ExperimentConfig:
 @preset
 def video_lrcn_pooled() -> ExperimentConfig:
     """The LRCN decoder (§6) whose per-frame CNN adds a global max pool beside its grid (what the
-    object is wherever it is; `vcaption.models.lrcn.build_frame_cnn`).
+    object is wherever it is; `vcaption.video.lrcn.build_frame_cnn`).
 
     Command: `python -m vcaption.train --preset video_lrcn_pooled`.
     Result on the built-in videos: README ("Video: activity recognition and description").

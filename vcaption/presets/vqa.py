@@ -1,4 +1,4 @@
-"""VQA presets: Antol et al. (ICCV 2015) "deeper LSTM Q + norm I" (`vcaption.models.vqa.VQAModel`)."""
+"""VQA presets: Antol et al. (ICCV 2015) "deeper LSTM Q + norm I" (`vcaption.vqa.model.VQAModel`)."""
 
 from __future__ import annotations
 
