@@ -116,7 +116,7 @@ def _code(call):
 
 def test_models_config_parses_and_names_the_preset_exports():
     import vcaption.presets  # noqa: F401  (registers the presets)
-    from vcaption.config import PRESETS
+    from vcaption.presets import PRESETS
 
     config = protos.read_model_server_config(str(SERVING / "models.config"))
     models = {m.name: m for m in config.model_config_list.config}

@@ -18,6 +18,7 @@ import os
 import sys
 
 from vcaption import config as config_lib
+from vcaption import presets
 
 DEFAULT_PRESETS = ("lrcn_1u", "lrcn_2u", "lrcn_2f", "lrcn_2f_rnn", "karpathy_mrnn", "mao_mrnn")
 COLUMNS = (("Bleu_1", "B1"), ("Bleu_2", "B2"), ("Bleu_3", "B3"), ("Bleu_4", "B4"), ("METEOR", "METEOR"),
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
 
     rows, blind, started = {}, None, datetime.datetime.now()
     for index, name in enumerate(presets):
-        cfg = config_lib.apply_overrides(config_lib.get_preset(name), args.overrides)
+        cfg = config_lib.apply_overrides(presets.get_preset(name), args.overrides)
         if index > 0:  # one blind baseline (of the first preset) is enough for the table
             cfg = config_lib.apply_overrides(cfg, ["train.baselines=False"])
         print(f"=== {name} ({index + 1}/{len(presets)})", flush=True)

@@ -110,7 +110,7 @@ class ExportConfig:
 class ExperimentConfig:
     """A whole run: the task, the model class and its constructor arguments, plus the other configs.
 
-    `task` picks the trainer (`vcaption.train.TASK_TRAINERS`): "caption" (the default) or another
+    `task` picks the family's task (`vcaption.registry.TASKS`): "caption" (the default) or another
     task's; `task_args` holds that trainer's own settings (`--set task.<name>=value`).
     """
 
@@ -129,7 +129,8 @@ class ExperimentConfig:
                                            "task_args": dict(self.task_args)}
 
 
-# Filled by the `@preset` functions of the modules in `vcaption/presets/` (one per task).
+# Filled by the `@preset` functions of the modules in `vcaption/presets/` (one per family); read
+# through `vcaption.presets` (`get_preset`, `preset_names`), which imports them all.
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {}
 
 
@@ -172,15 +173,3 @@ def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> Exper
             raise ValueError(f"unknown setting {key!r} in override {override!r}")
         config = dataclasses.replace(config, **{section: dataclasses.replace(sub, **{field: value})})
     return config
-
-
-def preset_names() -> list[str]:
-    import vcaption.presets  # noqa: F401  (registers every task's presets)
-
-    return sorted(PRESETS)
-
-
-def get_preset(name: str) -> ExperimentConfig:
-    if name not in preset_names():
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()

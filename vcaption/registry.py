@@ -1,10 +1,14 @@
-"""Keras functional models of the four families, by class name (the `model` field of a preset)."""
+"""Model classes and tasks by name: the `model` and `task` fields of a preset.
+
+Families register here by module path, imported on first use, so that `import vcaption.registry`
+stays cheap and the shared base never imports a family.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-# Class name -> module; imported lazily so that `import vcaption.registry` stays cheap.
+# Class name -> module.
 MODELS = {
     "LRCNCaptioner": "vcaption.captioning.lrcn",
     "KarpathyMultimodalRNN": "vcaption.captioning.mrnn",
@@ -17,6 +21,17 @@ MODELS = {
     "ObjectClassifier": "vcaption.objects.model",
 }
 
+# Task name (a preset's `task`) -> "module:Task subclass" (`vcaption.runtime.task.Task`).
+TASKS = {
+    "caption": "vcaption.captioning.task:CaptioningTask",
+    "activity": "vcaption.video.task:ActivityTask",
+    "video_caption": "vcaption.video.task:VideoCaptionTask",
+    "vqa": "vcaption.vqa.task:VQATask",
+    "retrieval": "vcaption.retrieval.task:RankerTask",
+    "region_caption": "vcaption.retrieval.region_captioning:RegionCaptioningTask",
+    "objects": "vcaption.objects.task:ObjectsTask",
+}
+
 
 def get_class(name: str):
     if name not in MODELS:
@@ -27,3 +42,17 @@ def get_class(name: str):
 def build(name: str, **kwargs):
     """Instantiates a model class by name with its constructor arguments (its config)."""
     return get_class(name)(**kwargs)
+
+
+def register_all() -> None:
+    """Imports every family's model module, registering its Keras classes (and layers) for loading."""
+    for module in sorted(set(MODELS.values())):
+        importlib.import_module(module)
+
+
+def load_model(path: str, compile: bool = False):
+    """A `.keras` file of any vcaption model, written by this version or an earlier one."""
+    import keras
+
+    register_all()
+    return keras.saving.load_model(path, compile=compile)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from vcaption import config as config_lib
+from vcaption import presets
 from vcaption import train
 
 TINY = ["--set", "model.hidden_units=16", "--set", "model.embedding_dim=8",
@@ -33,18 +34,18 @@ def _env():
 
 
 def test_overrides_reach_every_section():
-    cfg = config_lib.apply_overrides(config_lib.get_preset("lrcn_2u"), [
+    cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2u"), [
         "train.epochs=3", "model.hidden_units=32", "train.optimizer=sgd", "data.feature_dim=None"])
     assert (cfg.train.epochs, cfg.model_args["hidden_units"], cfg.train.optimizer) == (3, 32, "sgd")
     assert cfg.model_args["variant"] == "2u"
     with pytest.raises(ValueError, match="unknown setting"):
         config_lib.apply_overrides(cfg, ["train.epoch=3"])
     with pytest.raises(ValueError, match="unknown preset"):
-        config_lib.get_preset("lrcn_3x")
+        presets.get_preset("lrcn_3x")
 
 
 def test_overrides_read_command_line_spellings_of_booleans_and_none():
-    cfg = config_lib.apply_overrides(config_lib.get_preset("lrcn_2f"), [
+    cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2f"), [
         "train.baselines=false", "model.encoder_trainable=False", "data.feature_dim=null",
         "export.name=true_colours"])
     assert cfg.train.baselines is False and cfg.model_args["encoder_trainable"] is False
@@ -82,7 +83,7 @@ def test_automatic_dtype_is_bf16_only_on_cpu_hosts_with_amx(monkeypatch, amx, gp
     monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: amx)
     monkeypatch.setattr(train.tf.config, "list_physical_devices",
                         lambda kind=None: ["/physical_device:GPU:0"] if gpu else [])
-    cfg = config_lib.apply_overrides(config_lib.get_preset("lrcn_2f"), TINY[1::2])
+    cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2f"), TINY[1::2])
     assert cfg.model_args["dtype"] == "auto"
     model = train.build_model(cfg, vocab_size=12, word_counts=None)
     assert model.dtype_policy.name == expected

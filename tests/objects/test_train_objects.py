@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from vcaption import config as config_lib
+from vcaption import presets
 from vcaption import train
 from vcaption.objects.task import (ENDING_WORDS, LabelVocabulary, average_precision,
                                     classification_metrics, make_dataset, phrase_and_endings)
@@ -107,7 +108,7 @@ def test_object_classifier_preset_trains_scores_and_its_encoder_loads(shapes_wor
     root = tmp_path / "shapes"
     root.mkdir()
     os.symlink(shapes_world, root / "world")
-    cfg = config_lib.apply_overrides(config_lib.get_preset("object_classifier"), [
+    cfg = config_lib.apply_overrides(presets.get_preset("object_classifier"), [
         f"data.shapes_root={str(root)!r}", "data.image_size=16", "data.min_count=1",
         "model.image_size=16", "train.epochs=2", "train.batch_size=16"])
     assert train.TASK_TRAINERS[cfg.task] == "vcaption.objects.task"

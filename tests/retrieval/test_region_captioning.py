@@ -82,11 +82,12 @@ def test_sentence_phrases_name_one_object_with_its_article():
 def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
     from beam_jobs import preprocess
     from vcaption import config as config_lib
+    from vcaption import presets
 
     records = tmp_path / "records"
     preprocess.run(["--format", "coco", "--input", str(shapes_world / "annotations"),
                     "--output", str(records), "--image-size", "32", "--min-count", "1"])
-    cfg = config_lib.get_preset("karpathy_region_captioning")
+    cfg = presets.get_preset("karpathy_region_captioning")
     cfg = dataclasses.replace(
         cfg, model_args={**cfg.model_args, "hidden_units": 32, "embedding_dim": 16},
         task_args={**cfg.task_args, "world": str(shapes_world), "ranker_epochs": 1, "ranker_batch_size": 8,

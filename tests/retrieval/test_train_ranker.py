@@ -38,10 +38,11 @@ def test_region_records_carry_whole_image_then_object_boxes(region_records, shap
 @pytest.mark.slow
 def test_train_ranker_end_to_end(region_records, shapes_world, tmp_path, capsys):
     from vcaption import config as config_lib
+    from vcaption import presets
     from vcaption import train
     from vcaption.captioning import evaluation as evaluate
 
-    cfg = config_lib.get_preset("karpathy_ranker")
+    cfg = presets.get_preset("karpathy_ranker")
     cfg = dataclasses.replace(
         cfg, model_args={**cfg.model_args, "hidden_units": 16, "embedding_dim": 16, "crop_size": 16,
                          "feature_dim": 16, "filters": (8, 16)},

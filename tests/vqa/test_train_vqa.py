@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from vcaption import config as config_lib
+from vcaption import presets
 from vcaption import train
 from vcaption.captioning import evaluation as evaluate
 from vcaption.metrics import vqa as vqa_metrics
@@ -22,7 +23,7 @@ def test_vqa_preset_trains_scores_baselines_and_exports(shapes_world, tmp_path, 
     root = tmp_path / "shapes"
     root.mkdir()
     os.symlink(shapes_world, root / "world")  # the built-in world, already generated
-    cfg = config_lib.apply_overrides(config_lib.get_preset("vqa_lstm_cnn"), [
+    cfg = config_lib.apply_overrides(presets.get_preset("vqa_lstm_cnn"), [
         f"data.shapes_root={str(root)!r}", "data.image_size=16", "data.min_count=1",
         "model.image_size=16", "model.embedding_dim=8", "model.lstm_units=8", "model.common_dim=16",
         "model.hidden_units=16", "train.epochs=1", "train.batch_size=32",
@@ -80,7 +81,7 @@ def _source_run(path, shapes_images, shapes_seed=0):
 def test_encoder_source_refuses_an_encoder_trained_on_another_builtin_world(tmp_path):
     from vcaption.vqa import task as train_vqa
 
-    cfg = config_lib.get_preset("vqa_lstm_cnn")  # 18,000 images, seed 0
+    cfg = presets.get_preset("vqa_lstm_cnn")  # 18,000 images, seed 0
     same = _source_run(tmp_path / "same", cfg.data.shapes_images)
     assert train_vqa.encoder_source(str(same), cfg, str(tmp_path / "out")) == str(same)
     assert train_vqa.encoder_source(str(same / "model.keras"), cfg, str(tmp_path / "out")) == str(
@@ -98,7 +99,7 @@ def test_encoder_source_refuses_an_encoder_trained_on_another_builtin_world(tmp_
 def test_encoder_source_trains_a_named_preset_once_inside_the_run(tmp_path, monkeypatch):
     from vcaption.vqa import task as train_vqa
 
-    cfg = config_lib.apply_overrides(config_lib.get_preset("vqa_lstm_cnn"),
+    cfg = config_lib.apply_overrides(presets.get_preset("vqa_lstm_cnn"),
                                      ["data.shapes_images=60", "data.shapes_seed=3", "model.image_size=16"])
     output = tmp_path / "vqa_run"
     trained = []

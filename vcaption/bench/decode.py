@@ -37,12 +37,13 @@ def _build_model(run_dir: str | None, vocab_size: int):
     import keras
 
     from vcaption import config as config_lib
+    from vcaption import presets
     from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
 
     if run_dir:
         return keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     keras.utils.set_random_seed(0)
-    args = dict(config_lib.get_preset("lrcn_2f").model_args)
+    args = dict(presets.get_preset("lrcn_2f").model_args)
     args.pop("dtype", None)  # float32: the decoders are compared at one precision
     model = lrcn.LRCNCaptioner(vocab_size=vocab_size, **args)
     # An untrained model puts near-uniform mass on <end> and says "<end>" at once: nothing would

@@ -35,9 +35,10 @@ def _models(vocab_size: int = 53):
     import keras
 
     from vcaption import config as config_lib
+    from vcaption import presets
     from vcaption.retrieval.ranker import RegionRanker
 
-    cfg = config_lib.get_preset("karpathy_ranker")
+    cfg = presets.get_preset("karpathy_ranker")
     args = dict(cfg.model_args)
     keras.utils.set_random_seed(0)
     crop = RegionRanker(vocab_size=vocab_size, image_size=cfg.data.image_size, **args)

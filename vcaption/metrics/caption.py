@@ -10,11 +10,14 @@ SPICE is skipped with a one-line notice.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 from typing import Mapping, Sequence
 
 CAPTION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
@@ -27,10 +30,31 @@ def _spice_available() -> bool:
     return os.path.exists(lib)
 
 
+@contextlib.contextmanager
+def _child_stderr_captured():
+    """Sends what child processes (the PTB tokenizer's Java) write on stderr to a buffer, shown
+    only when the block fails: it prints a "tokenized N tokens" line per call otherwise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _tokenize(captions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+    with _child_stderr_captured():
+        return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
 
 
 def score_captions(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str],
@@ -81,7 +105,9 @@ def score_captions(references: Mapping[str, Sequence[str]], candidates: Mapping[
     results: dict = {}
     per: dict[str, dict] = {i: {} for i in ids}
     for scorer, names in scorers:
-        corpus, images = scorer.compute_score({i: gts[i] for i in ids}, {i: res[i] for i in ids})
+        # pycocoevalcap's BLEU prints its length statistics on stdout: not ours to show.
+        with contextlib.redirect_stdout(io.StringIO()):
+            corpus, images = scorer.compute_score({i: gts[i] for i in ids}, {i: res[i] for i in ids})
         if len(names) == 1:
             corpus, images = [corpus], [images]
         for name, value, values in zip(names, corpus, images):

@@ -241,6 +241,7 @@ def load_ranker(cfg: ExperimentConfig, data_dir: str, output: str, verbose: int)
 
     import vcaption.retrieval.ranker  # noqa: F401  (registers the classes for loading)
     from vcaption import config as config_lib
+    from vcaption import presets
 
     run_dir = cfg.task_args.get("ranker")
     if not run_dir:
@@ -248,7 +249,7 @@ def load_ranker(cfg: ExperimentConfig, data_dir: str, output: str, verbose: int)
 
         run_dir = os.path.join(output, "ranker")
         if not os.path.exists(os.path.join(run_dir, "metrics.json")):
-            ranker_cfg = config_lib.get_preset("karpathy_ranker")
+            ranker_cfg = presets.get_preset("karpathy_ranker")
             world = cfg.task_args.get("world") or os.path.join(cfg.data.shapes_root, "world")
             ranker_cfg = dataclasses.replace(
                 ranker_cfg, data=dataclasses.replace(cfg.data, data_dir=data_dir),

@@ -33,6 +33,7 @@ import time
 import tensorflow as tf
 
 from vcaption import config as config_lib
+from vcaption import presets
 from vcaption import data, encoders, images, records, train
 from vcaption.config import ExperimentConfig
 from vcaption.metrics import vqa as vqa_metrics
@@ -78,7 +79,7 @@ def encoder_source(encoder_from: str, cfg: ExperimentConfig, output: str, verbos
     `runs/lrcn_2f`). A run trained on another built-in world is refused: its training images may
     be this run's test images.
     """
-    if encoder_from not in config_lib.PRESETS:
+    if encoder_from not in presets.PRESETS:
         _check_same_world(encoder_from, cfg)
         return encoder_from
     run_dir = os.path.join(output, f"encoder_{encoder_from}")
@@ -86,7 +87,7 @@ def encoder_source(encoder_from: str, cfg: ExperimentConfig, output: str, verbos
         if cfg.data.data_dir:
             raise ValueError(f"encoder_from={encoder_from!r} trains that preset on the built-in world, "
                              f"but this run reads {cfg.data.data_dir}: give a trained run directory")
-        source = config_lib.get_preset(encoder_from)
+        source = presets.get_preset(encoder_from)
         same_encoder = {k: cfg.model_args[k] for k in ("encoder", "image_size") if k in cfg.model_args}
         source = dataclasses.replace(
             source, model_args={**source.model_args, **same_encoder},
