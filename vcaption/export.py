@@ -1,54 +1,51 @@
-"""Export a training run: `python -m vcaption.export --run DIR [--output saved_models]`."""
+"""Export a training run as a SavedModel: `python -m vcaption.export --run DIR [--output saved_models]`.
+
+Writes `<output>/<name>/<version>/`, a hermetic SavedModel (encoded images and strings in, strings
+and scores out; see the family's `export` module) for TF Serving and `beam_jobs.batch_caption`.
+Versions are integers, never overwritten (`vcaption.runtime.export_core`). The run directory is
+all it reads: its `config.json` names the task, `model.keras` is the model and `data/` holds the
+vocabulary (and answers), so it works from any working directory and after the preprocessing
+output is gone.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
-import tensorflow as tf
-
-from vcaption.captioning.export import export_captioner
-from vcaption.config import DecodeConfig
-
-# ----------------------------------------------------------------------------------------------
-# Command line.
+from vcaption.runtime import logs
+from vcaption.runtime.run_directory import RunDirectory
 
 
-def export_run(run_dir: str, output: str = "saved_models", name: str | None = None,
-               beam_size: int | None = None, n_best: int | None = None) -> str:
-    """Exports a training run directory (`model.keras` + `config.json`); returns the path."""
-    import keras
+def export_run(run_dir: str, output: str = "saved_models", name: str | None = None, **options) -> str:
+    """Exports a training run directory with its task's exporter; returns the version directory.
 
-    from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
+    `options`: "beam_size", "n_best" (captioners), "top_k" (VQA); None keeps the run's setting.
+    """
+    from vcaption.runtime.task import get_task
 
-    with tf.io.gfile.GFile(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    decode = DecodeConfig(**config.get("decode", {}))
-    overrides = {k: v for k, v in (("beam_size", beam_size), ("n_best", n_best)) if v is not None}
-    if overrides:
-        decode = DecodeConfig(**{**decode.__dict__, **overrides})
-    if decode.n_best > decode.beam_size:
-        decode = DecodeConfig(**{**decode.__dict__, "n_best": decode.beam_size})
+    run = RunDirectory(run_dir)
+    if not run.exists("config.json") or not run.exists("model.keras"):
+        raise FileNotFoundError(f"{run.path} is not a finished training run (no config.json / model.keras)")
+    config = run.read_config()
     name = name or (config.get("export") or {}).get("name") or config["name"]
-    image_size = model.image_size or config.get("data", {}).get("image_size")
-    return export_captioner(model, os.path.join(config["data_dir"], "vocab.txt"), output, name,
-                            image_size, decode)
+    return get_task(config.get("task", "caption")).export_run(run, output, name, options)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.export", description=__doc__.split(
-        "\n\n")[0])
-    parser.add_argument("--run", required=True, help="training run directory")
-    parser.add_argument("--beam-size", type=int, default=None, help="default: the run's decode")
-    parser.add_argument("--n-best", type=int, default=None, help="captions returned per image")
+    parser = argparse.ArgumentParser(prog="python -m vcaption.export", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--run", required=True, help="training run directory (python -m vcaption.train --output)")
     parser.add_argument("--output", default="saved_models", help="root of <name>/<version>/")
-    parser.add_argument("--name", default=None, help="model name; default: the preset name")
-    args = parser.parse_args(argv)
-    path = export_run(args.run, args.output, args.name, args.beam_size, args.n_best)
-    print(path)
+    parser.add_argument("--name", default=None, help="served model name (default: the run's export.name or preset)")
+    parser.add_argument("--beam-size", type=int, default=None, help="captioners: beam width (default: the run's)")
+    parser.add_argument("--n-best", type=int, default=None, help="captioners: captions per image (default: the run's)")
+    parser.add_argument("--top-k", type=int, default=None, help="VQA: answers per question (default: the exporter's)")
+    parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.verbose)
+    print(export_run(args.run, args.output, args.name, beam_size=args.beam_size, n_best=args.n_best,
+                     top_k=args.top_k))
     return 0
 
 

@@ -128,7 +128,7 @@ class CaptioningTask(Task):
         return builtin_data.prepared_data(cfg.data)
 
     def systems(self, cfg, data, run):
-        vocab_size, counts = data.stats["vocab_size"], data.word_counts()
+        vocab_size, counts = data.vocabulary().size, data.word_counts()
         systems = [System(cfg.name, lambda: build_model(cfg, vocab_size, counts),
                           lambda model: training_plan(cfg, data, model))]
         if cfg.train.baselines:
@@ -164,6 +164,10 @@ class CaptioningTask(Task):
     def export(self, cfg, data, trained, run):
         return export_run_model(trained[cfg.name].model, cfg.to_dict(), run.data, cfg.export.saved_models_dir,
                                 cfg.export.name or cfg.name)
+
+    def export_run(self, run, output, name, options):
+        return export_run_model(registry.load_model(run.file("model.keras")), run.read_config(), run.data,
+                                output, name, options.get("beam_size"), options.get("n_best"))
 
 
 def export_run_model(model, config: dict, data: PreparedData, output: str, name: str,

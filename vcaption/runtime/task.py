@@ -77,6 +77,12 @@ class Task:
         """Writes a SavedModel under `cfg.export.saved_models_dir`; returns its path (None: no export)."""
         return None
 
+    def export_run(self, run: RunDirectory, output: str, name: str, options: dict) -> str:
+        """Exports a finished run from its directory alone (`python -m vcaption.export --run`):
+        `run.file("model.keras")`, `run.data` (its copy of the data's assets), `run.read_config()`.
+        `options`: the export command's settings ("beam_size", "n_best", "top_k"; None = the run's)."""
+        raise ValueError(f"task {self.name!r} has no SavedModel export")
+
     def run(self, cfg: ExperimentConfig, output: str, strategy_name: str = "default", verbose: int = 1) -> dict:
         """Trains, evaluates and exports; writes `<output>/metrics.json` and returns it."""
         strategy = devices.distribution_strategy(strategy_name)
