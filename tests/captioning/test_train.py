@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 
 from vcaption import config as config_lib
-from vcaption import presets
-from vcaption import train
+from vcaption import presets, train
+from vcaption.captioning import task as captioning
+from vcaption.runtime import devices, trainer
+from vcaption.runtime.prepared_data import PreparedData
+from vcaption.runtime.task import run_preset
 
 TINY = ["--set", "model.hidden_units=16", "--set", "model.embedding_dim=8",
         "--set", "model.image_embedding_dim=8", "--set", "model.image_size=32",
@@ -56,10 +59,10 @@ def test_overrides_read_command_line_spellings_of_booleans_and_none():
 def test_cpu_amx_bf16_flag_is_read_from_the_kernel_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
-    assert train.cpu_has_amx_bf16(str(cpuinfo))
+    assert devices.cpu_has_amx_bf16(str(cpuinfo))
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")  # no AMX
-    assert not train.cpu_has_amx_bf16(str(cpuinfo))
-    assert not train.cpu_has_amx_bf16(str(tmp_path / "absent"))
+    assert not devices.cpu_has_amx_bf16(str(cpuinfo))
+    assert not devices.cpu_has_amx_bf16(str(tmp_path / "absent"))
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -71,7 +74,7 @@ def test_cpu_amx_bf16_flag_is_read_from_the_kernel_flags(tmp_path):
     (["--mixed-precision", "--set", "model.dtype='float32'"], "float32"),
 ])
 def test_mixed_precision_flags_and_the_default_presets_automatic_dtype(monkeypatch, argv, expected):
-    monkeypatch.setattr(train.tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU host
+    monkeypatch.setattr(devices.tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU host
     cfg = train.config_from_args(train.parse_args(argv))
     assert cfg.model_args.get("dtype") == expected
 
@@ -80,12 +83,12 @@ def test_mixed_precision_flags_and_the_default_presets_automatic_dtype(monkeypat
                                                 (False, False, "float32"),
                                                 (True, True, "float32")])
 def test_automatic_dtype_is_bf16_only_on_cpu_hosts_with_amx(monkeypatch, amx, gpu, expected):
-    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: amx)
-    monkeypatch.setattr(train.tf.config, "list_physical_devices",
+    monkeypatch.setattr(devices, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(devices.tf.config, "list_physical_devices",
                         lambda kind=None: ["/physical_device:GPU:0"] if gpu else [])
     cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2f"), TINY[1::2])
     assert cfg.model_args["dtype"] == "auto"
-    model = train.build_model(cfg, vocab_size=12, word_counts=None)
+    model = captioning.build_model(cfg, vocab_size=12, word_counts=None)
     assert model.dtype_policy.name == expected
 
 
@@ -94,7 +97,7 @@ def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_pa
     args = train.parse_args(["--data", str(shapes_records), "--epochs", "1", "--batch-size", "16",
                              *TINY, "--set", "decode.beam_size=2",
                              "--set", f"export.saved_models_dir={str(tmp_path / 'saved')!r}"])
-    result = train.run(train.config_from_args(args), str(tmp_path / "run"), verbose=0)
+    result = run_preset(train.config_from_args(args), str(tmp_path / "run"), verbose=0)
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == json.loads(json.dumps(result))
     keys = {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
@@ -102,7 +105,7 @@ def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_pa
     assert keys | {"perplexity"} <= set(written["baselines"]["blind"])
     assert keys <= set(written["baselines"]["nearest_neighbour"])
     assert written["beam_size"] == 2 and written["split"] == "test"
-    steps_per_epoch = -(-train.read_stats(str(shapes_records))["captions"]["train"] // 16)
+    steps_per_epoch = -(-PreparedData(str(shapes_records)).stats["captions"]["train"] // 16)
     assert written["training"]["steps"] == steps_per_epoch
     for name in ("model.keras", "blind.keras", "results_test.json", "caption_grid_test.png",
                  "training_curves.png", "history.csv", "config.json"):
@@ -139,7 +142,7 @@ def test_kill_9_then_same_command_resumes_from_last_checkpoint(shapes_records, t
     process.wait()
     checkpointed = json.loads(metadata.read_text())["epoch"]  # completed intervals on disk
     logged_before = len(_history_epochs(output))
-    total_steps = epochs * -(-train.read_stats(str(shapes_records))["captions"]["train"] // batch)
+    total_steps = epochs * -(-PreparedData(str(shapes_records)).stats["captions"]["train"] // batch)
     intervals = -(-total_steps // 15)
     assert 3 <= checkpointed < intervals
 
@@ -199,21 +202,23 @@ def test_blind_baseline_stops_early_on_validation_loss_and_is_not_retrained(shap
     cfg = train.config_from_args(train.parse_args([
         "--data", str(shapes_records), "--epochs", "4", "--batch-size", "16", *TINY,
         "--set", "train.checkpoint_every=2"]))
-    stats = train.read_stats(str(shapes_records))
+    data = PreparedData(str(shapes_records))
     vocab_size = len((shapes_records / "vocab.txt").read_text().splitlines())
     # No interval can lower validation loss by 100 nats: the second one stops training.
-    monkeypatch.setattr(train, "BLIND_MIN_IMPROVEMENT", 100.0)
+    monkeypatch.setattr(captioning, "BLIND_MIN_IMPROVEMENT", 100.0)
     output = tmp_path / "run"
-    model = train.build_model(cfg, vocab_size, None, blind=True)
-    result = train.fit(model, cfg, str(shapes_records), str(output), stats, blind=True, verbose=0)
+    model = captioning.build_model(cfg, vocab_size, None, blind=True)
+    plan = captioning.training_plan(cfg, data, model, blind=True)
+    result = trainer.fit(model, plan, cfg.train, str(output), verbose=0)
     assert result["stopped_early"] and result["steps"] == 2 * 2
     with open(output / "blind_history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all(float(row["val_loss"]) > 0 for row in rows)
-    # Best = the last interval that improved by the threshold (here the first); its weights are kept.
-    assert result["best_val_loss"] == pytest.approx(float(rows[0]["val_loss"]), abs=1e-4)
+    # Early stopping says when to stop; keep-best keeps the interval with the lowest loss.
+    assert result["best_val_loss"] == pytest.approx(min(float(row["val_loss"]) for row in rows), abs=1e-4)
     # The same command again: the finished baseline is loaded, not trained further.
-    again = train.build_model(cfg, vocab_size, None, blind=True)
-    assert train.fit(again, cfg, str(shapes_records), str(output), stats, blind=True, verbose=0) == result
+    again = captioning.build_model(cfg, vocab_size, None, blind=True)
+    assert trainer.fit(again, captioning.training_plan(cfg, data, again, blind=True), cfg.train, str(output),
+                       verbose=0) == result
     for mine, theirs in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)

@@ -169,7 +169,7 @@ def fit(model, plan: TrainingPlan, cfg: config_lib.TrainConfig, output: str, ver
     if os.path.exists(metadata):
         with open(metadata) as f:
             done = json.load(f)["epoch"]  # Keras records the number of completed intervals
-        print(f"{plan.name}: resuming after checkpoint interval {done} (step {done * interval}) of {intervals}")
+        print(f"Resuming from the checkpoint after interval {done} (step {done * interval}) of {intervals}")
     start = time.perf_counter()
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         if plan.validation_data is not None:
