@@ -21,7 +21,12 @@ BatchNormalization layer also runs in inference mode.
 
 from __future__ import annotations
 
+import os
+
 import keras
+import tensorflow as tf
+
+from vcaption import registry
 
 ENCODERS = ("features", "small_cnn", "vgg16", "resnet50", "efficientnetb0",
             "mobilenetv3small", "mobilenetv3large")
@@ -288,18 +293,12 @@ def encoder_output_dim(name: str, feature_dim: int | None = None) -> int:
 
 def _trained_model(path: str) -> keras.Model:
     """A trained `.keras` model (a file, or a run directory holding `model.keras`), uncompiled."""
-    import os
-
-    from vcaption import registry as models
-
-    for name in models.MODELS:  # imports, and so registers, every model class for deserialising
-        models.get_class(name)
-    if os.path.isdir(path):
+    if tf.io.gfile.isdir(path):
         path = os.path.join(path, "model.keras")
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise ValueError(f"encoder weights source {path!r} does not exist: give a trained run "
                          "directory (with model.keras), a .keras file or an encoder's .weights.h5")
-    return keras.saving.load_model(path, compile=False)
+    return registry.load_model(path)
 
 
 def load_encoder_weights(encoder: keras.Model, source: str) -> keras.Model:
