@@ -24,8 +24,8 @@ MODELS = {
 # Task name (a preset's `task`) -> "module:Task subclass" (`vcaption.runtime.task.Task`).
 TASKS = {
     "caption": "vcaption.captioning.task:CaptioningTask",
-    "activity": "vcaption.video.task:ActivityTask",
-    "video_caption": "vcaption.video.task:VideoCaptionTask",
+    "activity": "vcaption.video.activity:ActivityTask",
+    "video_caption": "vcaption.video.description:VideoCaptionTask",
     "vqa": "vcaption.vqa.task:VQATask",
     "retrieval": "vcaption.retrieval.task:RankerTask",
     "region_caption": "vcaption.retrieval.region_captioning:RegionCaptioningTask",

@@ -11,10 +11,13 @@ import pytest
 import tensorflow as tf
 
 from vcaption import config as config_lib
+from vcaption import export as export_cli
 from vcaption import presets
-from vcaption import train
-from vcaption.objects.task import (ENDING_WORDS, LabelVocabulary, average_precision,
-                                    classification_metrics, make_dataset, phrase_and_endings)
+from vcaption.objects.evaluation import average_precision, classification_metrics
+from vcaption.objects.labels import ENDING_WORDS, LabelVocabulary, make_dataset, phrase_and_endings
+from vcaption.objects.task import ObjectsTask
+from vcaption.runtime import task as runtime_task
+from vcaption.runtime.prepared_data import PreparedData
 
 
 def test_targets_name_each_known_phrase_anywhere_and_in_the_cell_of_its_box_centre():
@@ -67,15 +70,15 @@ def test_label_vocabulary_from_records_ranks_phrases_and_endings_and_counts_regi
             writer.write(records.encode_caption_example(
                 str(i), [], [], image_jpeg=b"", region_phrases=phrases,
                 region_boxes=[[0.0, 0.0, 0.1, 0.1]] * len(phrases)))
-    labels, stats = LabelVocabulary.from_records(str(tmp_path), max_phrases=3, min_count=2)
+    labels, stats = LabelVocabulary.from_records(PreparedData(str(tmp_path)), max_phrases=3, min_count=2)
     # Regions per candidate: circle 3, red circle 3, small red circle 2; the rest once.
     assert labels.phrases == ["circle", "red circle", "small red circle"]
     # Every region but "blue square" and "tiny green star" has a label among its endings.
     assert stats == {"regions": 5, "regions_outside_labels": 2}
-    labels, _ = LabelVocabulary.from_records(str(tmp_path), max_phrases=2, min_count=1)
+    labels, _ = LabelVocabulary.from_records(PreparedData(str(tmp_path)), max_phrases=2, min_count=1)
     assert labels.phrases == ["circle", "red circle"]  # ties at 3 regions: alphabetical
     with pytest.raises(ValueError, match="no region phrase"):
-        LabelVocabulary.from_records(str(tmp_path), max_phrases=10, min_count=4)
+        LabelVocabulary.from_records(PreparedData(str(tmp_path)), max_phrases=10, min_count=4)
 
 
 def test_average_precision_worked_cases():
@@ -85,7 +88,8 @@ def test_average_precision_worked_cases():
     assert average_precision(np.array([0.9, 0.5, 0.1]), np.array([0, 0, 1])) == pytest.approx(1 / 3)
     # Ties are ranked pessimistically: equal scores give the positive rate, whatever the order.
     assert average_precision(np.full(4, 0.3), np.array([1, 0, 0, 0])) == 0.25
-    assert average_precision(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 1])) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert average_precision(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 1])) == pytest.approx(
+        (1 / 2 + 2 / 3) / 2)
     assert np.isnan(average_precision(np.array([0.5, 0.1]), np.array([0, 0])))
 
 
@@ -111,10 +115,16 @@ def test_object_classifier_preset_trains_scores_and_its_encoder_loads(shapes_wor
     cfg = config_lib.apply_overrides(presets.get_preset("object_classifier"), [
         f"data.shapes_root={str(root)!r}", "data.image_size=16", "data.min_count=1",
         "model.image_size=16", "train.epochs=2", "train.batch_size=16"])
-    assert train.TASK_TRAINERS[cfg.task] == "vcaption.objects.task"
+    assert isinstance(runtime_task.get_task(cfg.task), ObjectsTask)
     output = tmp_path / "run"
-    metrics = train.run(cfg, str(output), verbose=0)
+    metrics = runtime_task.run_preset(cfg, str(output), verbose=0)
     assert metrics == json.loads((output / "metrics.json").read_text())
+    # metrics.json as the trainer wrote it before the move to the runtime: no "export" (there is none).
+    assert set(metrics) == {"preset", "split", "data_dir", "labels", "phrases", "data", "training",
+                            "model", "baselines"}
+    assert set(metrics["training"]) == {"steps", "seconds", "best_val_loss"}
+    with pytest.raises(ValueError, match="no SavedModel export"):
+        export_cli.export_run(str(output), str(tmp_path / "exports"))
 
     # Labels: every phrase of the world's training regions and its endings (min count 1), 10 each.
     regions = json.loads((shapes_world / "visual_genome" / "region_descriptions.json").read_text())
@@ -130,13 +140,14 @@ def test_object_classifier_preset_trains_scores_and_its_encoder_loads(shapes_wor
 
     # The in-graph targets of the test images say exactly which phrases the JSON file gives them.
     labels = LabelVocabulary(names[::10])
-    data_dir = metrics["data_dir"]
+    prepared = PreparedData(metrics["data_dir"])
     by_id = {str(image["id"]): {r["phrase"] for r in image["regions"]} for image in regions}
     whole = [i for i, p in enumerate(labels.phrases) if len(p.split()) == 3]  # the world's phrases
     from vcaption import data, records
-    ids = [p["image_id"].decode() for p in data.read_records(data.split_pattern(data_dir, "test"), False).map(
+    ids = [p["image_id"].decode() for p in data.read_records(prepared.split_pattern("test"), False).map(
         records.parse_caption_example).as_numpy_iterator()]  # the order make_dataset reads them in
-    targets = np.concatenate([y for _, y in make_dataset(data_dir, "test", labels, 16, 8).as_numpy_iterator()])
+    targets = np.concatenate([y for _, y in make_dataset(prepared, "test", labels, 16, 8)
+                              .as_numpy_iterator()])
     assert len(ids) == len(targets) == metrics["data"]["examples"]["test"]
     for image_id, row in zip(ids, targets):
         known = by_id[image_id] & set(labels.phrases)  # a phrase seen only in test is no label
@@ -150,7 +161,8 @@ def test_object_classifier_preset_trains_scores_and_its_encoder_loads(shapes_wor
         assert 0.0 <= row["mAP"] <= 1.0 and 0.0 <= row["anywhere"]["exact_set_accuracy"] <= 1.0
     # The prior scores every image alike: its average precision is each label's positive rate.
     positive_rate = targets.mean(axis=0)
-    assert metrics["baselines"]["label_prior"]["mAP"] == pytest.approx(positive_rate[positive_rate > 0].mean())
+    assert metrics["baselines"]["label_prior"]["mAP"] == pytest.approx(
+        positive_rate[positive_rate > 0].mean())
     printed = capsys.readouterr().out
     assert "label prior" in printed and "no SavedModel export" in printed
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from vcaption import images, text
-from vcaption.retrieval import region_captioning
+from vcaption.retrieval import region_annotations, region_crops
 
 
 def _picture() -> np.ndarray:
@@ -22,15 +22,15 @@ def _picture() -> np.ndarray:
 
 
 def test_crop_region_is_the_box_warped():
-    crop = region_captioning.crop_region(_picture(), (30, 8, 10, 20), 16)
+    crop = region_crops.crop_region(_picture(), (30, 8, 10, 20), 16)
     assert crop.shape == (16, 16, 3)
     assert np.all(crop == (255, 0, 0))  # only the box's pixels, nothing of the background
     # A box half outside is clipped to the image; a box fully outside has no crop.
-    clipped = region_captioning.crop_region(_picture(), (40, 50, 20, 30), 8)
+    clipped = region_crops.crop_region(_picture(), (40, 50, 20, 30), 8)
     assert clipped.shape == (8, 8, 3) and np.all(clipped == 128)
-    assert region_captioning.crop_region(_picture(), (60, 70, 5, 5), 8) is None
+    assert region_crops.crop_region(_picture(), (60, 70, 5, 5), 8) is None
     # Context: 5 source pixels on every side of the 10x20 box -> its 20x30 window.
-    padded = region_captioning.crop_region(_picture(), (30, 8, 10, 20), 30, context=5)
+    padded = region_crops.crop_region(_picture(), (30, 8, 10, 20), 30, context=5)
     window = images.resize_image(tf.constant(_picture()[3:33, 25:45]), 30).numpy()
     np.testing.assert_array_equal(padded, window)
 
@@ -40,7 +40,7 @@ def test_group_regions_merges_phrases_of_one_box():
         {"x": 1, "y": 2, "width": 3, "height": 4, "phrase": "a red square"},
         {"x": 0, "y": 0, "width": 64, "height": 64, "phrase": "there is"},
         {"x": 1, "y": 2, "width": 3, "height": 4, "phrase": "a red box"}]}]
-    grouped = region_captioning.group_regions(entries)
+    grouped = region_crops.group_regions(entries)
     assert grouped == [{"image_id": "7", "box": (1, 2, 3, 4), "phrases": ["a red square", "a red box"]},
                        {"image_id": "7", "box": (0, 0, 64, 64), "phrases": ["there is"]}]
 
@@ -52,7 +52,7 @@ def test_region_dataset_crops_match_boxes_and_carry_phrases(tmp_path):
                "test": [{"image_id": "5", "box": (0, 0, 48, 64), "phrases": ["the picture"]},
                         {"image_id": "9", "box": (0, 0, 4, 4), "phrases": ["no such image"]},
                         {"image_id": "5", "box": (100, 100, 4, 4), "phrases": ["outside"]}]}
-    path, written = region_captioning.write_region_dataset(regions, {"5": str(picture)}, 16,
+    path, written = region_crops.write_region_dataset(regions, {"5": str(picture)}, 16,
                                                            str(tmp_path / "out"))
     assert written == {"regions": {"train": 1, "test": 1}, "dead_letter": 2}
     dataset = json.load(open(path))["images"]
@@ -74,15 +74,15 @@ def test_sentence_phrases_name_one_object_with_its_article():
                {"shape": "square", "colour": "blue", "size": "large", "box": [5, 70, 30, 30]}]
     tokens = "there is a big red ball and a tiny blue box and a blue square".split()
     # "a blue square" fits two objects: no box is the right one, so it gives no reference.
-    assert region_captioning.sentence_phrases(tokens, objects) == [
+    assert region_annotations.sentence_phrases(tokens, objects) == [
         ("a big red ball", (1, 2, 30, 30)), ("a tiny blue box", (50, 60, 10, 10))]
 
 
 @pytest.mark.slow
 def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
     from beam_jobs import preprocess
-    from vcaption import config as config_lib
     from vcaption import presets
+    from vcaption.runtime.task import run_preset
 
     records = tmp_path / "records"
     preprocess.run(["--format", "coco", "--input", str(shapes_world / "annotations"),
@@ -96,15 +96,24 @@ def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
         data=dataclasses.replace(cfg.data, data_dir=str(records), image_size=32, min_count=1),
         decode=dataclasses.replace(cfg.decode, beam_size=1),
         train=dataclasses.replace(cfg.train, batch_size=8, checkpoint_every=4))
-    result = region_captioning.run(cfg, str(tmp_path / "run"), verbose=0)
+    result = run_preset(cfg, str(tmp_path / "run"), verbose=0)
     out = capsys.readouterr().out
     assert "full-frame model" in out and "region-level model" in out
     saved = json.load(open(tmp_path / "run" / "metrics.json"))
     assert saved["full_frame"]["metrics"] == result["full_frame"]["metrics"]
+    assert set(saved) == {"preset", "task", "split", "beam_size", "data_dir", "region_records", "beta",
+                          "regions", "dead_letter", "test_images", "full_frame", "region_level",
+                          "visual_genome_phrase_only", "alignment_seconds", "seconds"}
+    # The ranker was trained inside the run (no task.ranker), by its own preset's task.
+    assert "alignment" in json.load(open(tmp_path / "run" / "ranker" / "metrics.json"))
+    config = json.load(open(tmp_path / "run" / "config.json"))
+    assert config["data_dir"] == str(records) and config["run_dir"] == str(tmp_path / "run")
+    assert config["task_args"]["full_frame_steps"] == 4 and config["task_args"]["max_regions"] == 5
     for side in ("full_frame", "region_level"):
         assert set(saved[side]["metrics"]) >= {"Bleu_1", "Bleu_4", "METEOR", "CIDEr"}
         assert all(math.isfinite(v) for v in saved[side]["metrics"].values())
-        assert saved[side]["training"]["steps"] == 4
+        assert saved[side]["training"]["steps"] == 4  # the explicit, equal step budgets
+        assert set(saved[side]["training"]) == {"steps", "seconds", "best_val_CIDEr", "train_captions"}
     # Test regions are the world's annotated object boxes: references = the Visual Genome phrase
     # first, then that object's phrases in its image's sentences.
     vg_path = shapes_world / "visual_genome" / "region_descriptions.json"
@@ -122,7 +131,7 @@ def test_region_captioning_end_to_end(shapes_world, tmp_path, capsys):
             sentences.setdefault(str(a["image_id"]), []).append(f" {text.normalized_caption(a['caption'])} ")
     for key, v in captions.items():
         assert all(any(f" {r} " in c for c in sentences[key.split("_")[1]]) for r in v["references"][1:])
-    assert any(r.split()[0] in region_captioning.ARTICLES
+    assert any(r.split()[0] in region_annotations.ARTICLES
                for v in captions.values() for r in v["references"][1:])
     assert sum(len(v["references"]) for v in captions.values()) > 2 * len(captions)
     assert set(saved["visual_genome_phrase_only"]) == {"full-frame model", "region-level model"}

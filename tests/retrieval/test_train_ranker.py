@@ -1,4 +1,4 @@
-"""End to end: the ranker trainer on the tiny built-in world, and the evaluate CLIs on its outputs."""
+"""End to end: the ranker task on the tiny built-in world, the evaluate CLIs on its outputs, its export."""
 
 from __future__ import annotations
 
@@ -37,10 +37,9 @@ def test_region_records_carry_whole_image_then_object_boxes(region_records, shap
 
 @pytest.mark.slow
 def test_train_ranker_end_to_end(region_records, shapes_world, tmp_path, capsys):
-    from vcaption import config as config_lib
     from vcaption import presets
-    from vcaption import train
-    from vcaption.captioning import evaluation as evaluate
+    from vcaption import evaluate
+    from vcaption.runtime.task import run_preset
 
     cfg = presets.get_preset("karpathy_ranker")
     cfg = dataclasses.replace(
@@ -50,9 +49,16 @@ def test_train_ranker_end_to_end(region_records, shapes_world, tmp_path, capsys)
         data=dataclasses.replace(cfg.data, data_dir=str(region_records), image_size=32),
         train=dataclasses.replace(cfg.train, epochs=2, batch_size=8, checkpoint_every=6))
     output = tmp_path / "run"
-    result = train.run(cfg, str(output), verbose=0)
+    result = run_preset(cfg, str(output), verbose=0)
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["retrieval"] == result["retrieval"]
+    # The keys of the trainer before the shared runtime: no export unless asked for.
+    assert set(metrics) == {"preset", "split", "data_dir", "training", "test_images", "skipped_images",
+                            "retrieval", "alignment", "evaluation_seconds"}
+    assert set(metrics["training"]) == {"steps", "seconds", "best_val_recall_sum"}
+    # Kept at the best interval by validation recall, logged every checkpoint interval.
+    assert metrics["training"]["best_val_recall_sum"] is not None
+    assert "val_recall_sum" in (output / "history.csv").read_text().splitlines()[0]
     model_row = metrics["retrieval"]["1K"]["model"]
     bound = metrics["retrieval"]["1K"]["upper bound (duplicates)"]
     images = metrics["test_images"]
@@ -67,6 +73,13 @@ def test_train_ranker_end_to_end(region_records, shapes_world, tmp_path, capsys)
                           "--texts", str(output / "texts_test.json"), "--output", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["1K"]["model"] == model_row
     assert "Image Annotation" in capsys.readouterr().out
+    # The alignment CLI on the saved model gives the same β and accuracy as the run.
+    assert evaluate.main(["--task", "alignment", "--model", str(output / "model.keras"),
+                          "--data", str(region_records), "--scenes", str(shapes_world / "scenes.json"),
+                          "--val-images", "10", "--output", str(tmp_path / "align")]) == 0
+    cli_alignment = json.loads((tmp_path / "align" / "alignment_metrics.json").read_text())
+    assert cli_alignment["beta"] == pytest.approx(metrics["alignment"]["beta"])
+    assert cli_alignment["test"]["accuracy"] == pytest.approx(metrics["alignment"]["test"]["accuracy"])
     # Alignment: a beta from the grid, accuracies in [0, 1], a Visual Genome region file and a PNG.
     align = metrics["alignment"]
     assert align["test"]["words"] > 0 and 0.0 <= align["test"]["accuracy"] <= 1.0
@@ -74,3 +87,12 @@ def test_train_ranker_end_to_end(region_records, shapes_world, tmp_path, capsys)
     assert len(regions) == images
     assert {"region_id", "image_id", "x", "y", "width", "height", "phrase"} <= set(regions[0]["regions"][0])
     assert (output / "alignment_test.png").stat().st_size > 1000
+    # The run exports from its directory alone: its config (max_length), data/ copy (vocabulary)
+    # and model.keras, as `python -m vcaption.export --run` does.
+    import tensorflow as tf
+
+    from vcaption.export import export_run
+
+    saved = export_run(str(output), str(tmp_path / "saved"))
+    assert saved == str(tmp_path / "saved" / "karpathy_ranker" / "1")
+    assert {"embed_image", "embed_sentence", "score", "align"} <= set(tf.saved_model.load(saved).signatures)

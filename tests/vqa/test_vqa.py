@@ -1,5 +1,6 @@
 """VQA: the model (config, saving, masking), the soft-target loss and exact accuracy metric, answers
-outside the top K counted at ingest, and the hermetic export served by a TensorFlow-only process."""
+outside the top K counted at ingest, the hermetic export served by a TensorFlow-only process, and a
+run directory re-exported by `python -m vcaption.export --run` alone."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ import tensorflow as tf
 from helpers import TF_ONLY_PREAMBLE, run_saving_test, run_serialization_test
 
 from beam_jobs import preprocess
-from vcaption import images, text
-from vcaption.captioning import export
-from vcaption.vqa import export as export_vqa
+from vcaption import config as config_lib
+from vcaption import export as export_cli
+from vcaption import images, presets, text
 from vcaption.metrics import vqa as vqa_metrics
+from vcaption.runtime import export_core
+from vcaption.runtime.prepared_data import PreparedData
+from vcaption.runtime.run_directory import RunDirectory
+from vcaption.vqa import export as export_vqa
 from vcaption.vqa.model import SoftTargetLoss, VQAModel, vqa_accuracy
 
 IMAGE_SIZE = 16
@@ -238,9 +243,9 @@ def test_answers_travel_as_an_asset_with_a_warmup_request(vqa_export):
     path = vqa_export["path"]
     assert open(os.path.join(path, "assets", "answers.txt")).read().split("\n")[:-1] == ANSWERS
     assert os.path.exists(os.path.join(path, "assets", "vocab.txt"))
-    assert os.path.exists(os.path.join(path, "assets.extra", export.WARMUP_FILE))
-    ops = export.saved_model_op_types(path)
-    assert {"LookupTableFindV2", "DecodeImage", "StringSplitV2"} <= ops and not ops & export.PYTHON_OPS
+    assert os.path.exists(os.path.join(path, "assets.extra", export_core.WARMUP_FILE))
+    ops = export_core.saved_model_op_types(path)
+    assert {"LookupTableFindV2", "DecodeImage", "StringSplitV2"} <= ops and not ops & export_core.PYTHON_OPS
 
 
 def test_bad_requests_fail_clearly(vqa_export):
@@ -263,3 +268,27 @@ def test_export_refuses_mismatched_answers(tmp_path):
     with pytest.raises(ValueError, match="image encoder"):
         export_vqa.VQAServingModule(_tiny_model(image=False), text.Vocabulary(vocab_path),
                                     str(tmp_path / "answers.txt"), IMAGE_SIZE)
+
+
+def test_a_run_directory_exports_from_anywhere_after_its_data_is_gone(tmp_path, monkeypatch):
+    """`python -m vcaption.export --run DIR` reads the run alone: config.json (task, name, sizes),
+    model.keras and its data/ copy of vocab.txt and answers.txt."""
+    records = tmp_path / "records"
+    text.Vocabulary.write(WORDS, str(records / "vocab.txt"))
+    (records / "answers.txt").write_text("".join(a + "\n" for a in ANSWERS))
+    run = RunDirectory(str(tmp_path / "run"))
+    run.keep_assets(PreparedData(str(records)))
+    run.write_config(config_lib.apply_overrides(presets.get_preset("vqa_lstm_cnn"), ["data.image_size=16"]),
+                     PreparedData(str(records)))
+    _tiny_model().save(run.file("model.keras"))
+    shutil.rmtree(records)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    path = export_cli.export_run(run.path, "exports", top_k=2)
+    assert os.path.abspath(path) == str(elsewhere / "exports" / "vqa_lstm_cnn" / "1")  # the preset's name
+    out = tf.saved_model.load(path).signatures["serving_default"](
+        image_bytes=tf.constant([_jpeg(0)]), question=tf.constant(["what color is the circle?"]))
+    assert out["answers"].shape == (1, 2)
+    assert {a.decode() for a in out["answers"].numpy()[0]} <= set(ANSWERS)

@@ -20,11 +20,12 @@ class ObjectClassifier(keras.Model):
     trained with a sigmoid cross-entropy per label (`keras.losses.BinaryCrossentropy(from_logits=
     True)`): several labels are true at once, as in multi-label object classification.
 
-    The labels (`vcaption.objects.task.LabelVocabulary`) name each region phrase and its endings
-    ("red circle", "circle") anywhere in the image and in each cell of a 3x3 grid. Both matter for what the encoder learns: a logit is a
-    linear function of the features, so the features must hold each *conjunction* ("red" *and*
-    "circle", at a place) on its own — which a VQA model with element-wise product fusion can read
-    out, unlike the factored colour / shape / place codes a captioner's LSTM can combine itself.
+    The labels (`vcaption.objects.labels.LabelVocabulary`) name each region phrase and its endings
+    ("red circle", "circle") anywhere in the image and in each cell of a 3x3 grid. Both matter for
+    what the encoder learns: a logit is a linear function of the features, so the features must
+    hold each *conjunction* ("red" *and* "circle", at a place) on its own — which a VQA model with
+    element-wise product fusion can read out, unlike the factored colour / shape / place codes a
+    captioner's LSTM can combine itself.
 
     Args:
         num_labels: L, the number of labels.

@@ -3,7 +3,7 @@ built-in world on a 2-core CPU (the paper: h = 1000, VGG-16 on 224-pixel crops, 
 
 from __future__ import annotations
 
-from vcaption.config import DataConfig, ExperimentConfig, TrainConfig, preset
+from vcaption.config import DataConfig, ExperimentConfig, ExportConfig, TrainConfig, preset
 
 
 @preset
@@ -11,7 +11,9 @@ def karpathy_ranker() -> ExperimentConfig:
     """Region-embedding ranker: crop-and-encode regions (every object box + the whole image),
     BRNN over words, S_kl = Σ_t max_i v_iᵀ s_t (Eq. 8), max-margin loss of Eq. 9 (margin 1).
 
-    Command: `python -m vcaption.train --preset karpathy_ranker --output runs/karpathy_ranker`.
+    Command: `python -m vcaption.train --preset karpathy_ranker --output runs/karpathy_ranker`;
+    SavedModel: `python -m vcaption.export --run runs/karpathy_ranker` (or add
+    `--set export.saved_models_dir=saved_models` to export at the end of training).
     Data: the built-in world (10,000 images: 8,000 train, 1,000 val, 1,000 test) preprocessed from
     its COCO files so that the records carry the object boxes.
     Result (one run, 10 epochs = 800 steps, 34 min of training on a shared 2-core CPU), test split,
@@ -30,4 +32,7 @@ def karpathy_ranker() -> ExperimentConfig:
         # Its own root: a 6,000-image world under the default root would be reused as it is.
         data=DataConfig(shapes_root="data/shapes10k", shapes_images=10000, image_size=64),
         train=TrainConfig(epochs=10, batch_size=100, learning_rate=1e-3, checkpoint_every=160,
-                          weight_decay=1e-4, baselines=False))
+                          weight_decay=1e-4, baselines=False),
+        # No export at the end of training: a ranker is served from `python -m vcaption.export
+        # --run`, when wanted (and its metrics.json keeps the retrieval and alignment results only).
+        export=ExportConfig(saved_models_dir=""))

@@ -4,8 +4,8 @@ sized for the built-in videos (32x32 frames, 24 frames, 480 videos) on a 2-core 
 
 The papers' sizes are one `--set` away: `--set model.rgb_hidden_units=256 --set
 model.flow_hidden_units=1024` (the `LRCNActivityRecognizer` defaults), `--set model.hidden_units=1000`.
-Trainer: `vcaption.video.task`. Data: the built-in world's MSR-VTT videos preprocessed with
-`beam_jobs.preprocess --format msvd --optical-flow` under `data.shapes_root`.
+Tasks: `vcaption.video.activity`, `vcaption.video.description`. Data: the built-in world's MSR-VTT
+videos preprocessed with `beam_jobs.preprocess --format msvd --optical-flow` under `data.shapes_root`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Align sentences to image regions with a trained ranker (Karpathy & Fei-Fei §3.1.4) and score it.
 
-    python -m vcaption.captioning.evaluation --task alignment --model runs/karpathy_ranker/model.keras \\
+    python -m vcaption.evaluate --task alignment --model runs/karpathy_ranker/model.keras \\
         --data DIR --scenes WORLD/scenes.json [--output DIR]
 
 chooses β of the chain MRF (Eqs. 10-12) on the val split, reports the alignment accuracy on the
 test split (content words aligned to the true box of their object, `vcaption.retrieval.alignment_metrics`)
 beside β = 0 (word-wise argmax) and a very large β (one region per sentence), and writes
 
+- `alignment_metrics.json` (the command only; the ranker's training run puts it in metrics.json);
 - `alignments_test.json`: every test sentence's snippets in Visual Genome's
   `region_descriptions.json` format (the region-snippet dataset of §3.2 / Table 4);
 - `alignment_test.png`: a figure like the paper's Fig. 5 — image, boxes, and the words aligned to
@@ -15,15 +16,16 @@ beside β = 0 (word-wise argmax) and a very large β (one region per sentence), 
 
 from __future__ import annotations
 
-import argparse
+import io
 import json
 import os
 from typing import Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 
-from vcaption.retrieval import alignment_metrics
-from vcaption.retrieval import mrf as alignment
+from vcaption.retrieval import alignment_metrics, mrf
+from vcaption.retrieval.embedding import SENTENCES_PER_IMAGE, embed_split
 
 # β grid, in units of the mean |v_tᵀ s_j| on val so that it does not depend on the score scale.
 BETA_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -31,7 +33,8 @@ ONE_REGION_BETA = 1e6
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
 
 
-def unary_scale(embedded: Mapping, sentences_per_image: int = 5, sample: int = 200) -> float:
+def unary_scale(embedded: Mapping, sentences_per_image: int = SENTENCES_PER_IMAGE,
+                sample: int = 200) -> float:
     """Mean |v_tᵀ s_j| over the real regions and words of the first `sample` images."""
     values = []
     for i in range(min(sample, len(embedded["image_ids"]))):
@@ -43,7 +46,7 @@ def unary_scale(embedded: Mapping, sentences_per_image: int = 5, sample: int = 2
 
 
 def region_snippet_dataset(embedded: Mapping, beta: float, source_size: Sequence[int],
-                           sentences_per_image: int = 5) -> list[dict]:
+                           sentences_per_image: int = SENTENCES_PER_IMAGE) -> list[dict]:
     """Every sentence aligned (Viterbi) and cut into snippets, as Visual Genome region descriptions."""
     out, next_id = [], 1
     for i, image_id in enumerate(embedded["image_ids"]):
@@ -58,16 +61,32 @@ def region_snippet_dataset(embedded: Mapping, beta: float, source_size: Sequence
                 embedded["regions"][i], embedded["words"][j][:n], beta, keep)
             scores = np.zeros((n, len(embedded["boxes"][i])))
             scores[:, keep] = unary
-            pieces += alignment.snippets(assignment, tokens[:n], scores)
-        entry = alignment.visual_genome_regions(image_id, embedded["boxes"][i], source_size, pieces, next_id)
+            pieces += mrf.snippets(assignment, tokens[:n], scores)
+        entry = mrf.visual_genome_regions(image_id, embedded["boxes"][i], source_size, pieces, next_id)
         next_id += len(pieces)
         out.append(entry)
     return out
 
 
-def alignment_figure(image: np.ndarray, boxes: np.ndarray, tokens: Sequence[str], assignment: Sequence[int],
-                     unary: np.ndarray, path: str, title: str = "") -> str:
-    """Fig. 5 style: the image with its boxes, and each box's aligned words with their scores.
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _write_bytes(path: str, content: bytes) -> str:
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(content)
+    return path
+
+
+def alignment_png(image: np.ndarray, boxes: np.ndarray, tokens: Sequence[str], assignment: Sequence[int],
+                  unary: np.ndarray, title: str = "") -> bytes:
+    """Fig. 5 style, as PNG bytes: the image with its boxes, and each box's aligned words with
+    their scores.
 
     Args:
         image: uint8 [H, W, 3].
@@ -75,15 +94,11 @@ def alignment_figure(image: np.ndarray, boxes: np.ndarray, tokens: Sequence[str]
         tokens: the sentence's words.
         assignment: region index of each word.
         unary: [N, M] v_tᵀ s_j.
-        path: PNG to write.
         title: figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.patches as patches
-    import matplotlib.pyplot as plt
 
+    plt = _pyplot()
     height, width = image.shape[:2]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1.2]})
     left.imshow(image, interpolation="nearest")
@@ -101,7 +116,7 @@ def alignment_figure(image: np.ndarray, boxes: np.ndarray, tokens: Sequence[str]
     right.text(0.0, y, " ".join(tokens), fontsize=10, fontweight="bold", transform=right.transAxes, va="top",
                wrap=True)
     y -= 0.12
-    for piece in alignment.snippets(assignment, tokens, unary):
+    for piece in mrf.snippets(assignment, tokens, unary):
         colour = BOX_COLOURS[piece["region"] % len(BOX_COLOURS)]
         name = "whole image" if piece["region"] == 0 else f"box {piece['region']}"
         right.text(0.0, y, f"{name}: \"{piece['text']}\"  ({piece['score']:.2f})", color=colour,
@@ -110,18 +125,23 @@ def alignment_figure(image: np.ndarray, boxes: np.ndarray, tokens: Sequence[str]
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
-    return path
+    return buffer.getvalue()
 
 
-def figure_grid(embedded: Mapping, beta: float, path: str, count: int = 4, sentences_per_image: int = 5) -> str:
-    """`alignment_figure` for the first sentence of the first `count` test images, stacked in one PNG."""
-    import matplotlib
+def alignment_figure(image: np.ndarray, boxes: np.ndarray, tokens: Sequence[str], assignment: Sequence[int],
+                     unary: np.ndarray, path: str, title: str = "") -> str:
+    """Writes `alignment_png` (same arguments) to `path` (local or gs://); returns `path`."""
+    return _write_bytes(path, alignment_png(image, boxes, tokens, assignment, unary, title))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def figure_grid(embedded: Mapping, beta: float, path: str, count: int = 4,
+                sentences_per_image: int = SENTENCES_PER_IMAGE) -> str:
+    """`alignment_png` for one sentence of each of the first `count` images, stacked in one PNG
+    written to `path` (local or gs://)."""
+    plt = _pyplot()
     parts = []
     for i in range(min(count, len(embedded["image_ids"]))):
         # The first sentence with two or more objects shows alignment best; fall back to sentence 0.
@@ -137,23 +157,33 @@ def figure_grid(embedded: Mapping, beta: float, path: str, count: int = 4, sente
             embedded["regions"][i], embedded["words"][choice][:n], beta, keep)
         scores = np.zeros((n, len(embedded["boxes"][i])))
         scores[:, keep] = unary
-        part = f"{path}.part{i}.png"
-        alignment_figure(embedded["images"][i], embedded["boxes"][i], tokens[:n], assignment, scores, part,
-                         f"image {embedded['image_ids'][i]}, beta = {beta:.3g}")
-        parts.append(plt.imread(part))
-        os.remove(part)
+        png = alignment_png(embedded["images"][i], embedded["boxes"][i], tokens[:n], assignment, scores,
+                            f"image {embedded['image_ids'][i]}, beta = {beta:.3g}")
+        parts.append(plt.imread(io.BytesIO(png), format="png"))
     width = max(p.shape[1] for p in parts)
     stacked = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=1.0)
                               for p in parts])
-    plt.imsave(path, stacked)
-    return path
+    buffer = io.BytesIO()
+    plt.imsave(buffer, stacked, format="png")
+    return _write_bytes(path, buffer.getvalue())
 
 
 def evaluate_alignment(model, data_dir: str, scenes_path: str, max_regions: int, output: str,
                        val_images: int = 500) -> dict:
-    """β on val, accuracy on test, region-snippet dataset and figure; returns the metrics."""
-    from vcaption.retrieval.task import embed_split
+    """β on val, accuracy on test, region-snippet dataset and figure.
 
+    Args:
+        model: a trained `RegionRanker`.
+        data_dir: records with region boxes (`beam_jobs.preprocess --format coco`).
+        scenes_path: the shapes world's scenes.json (the true box of every object).
+        max_regions: R, boxes per image including the whole image.
+        output: where `alignments_test.json` and `alignment_test.png` go (local or gs://).
+        val_images: val images that choose β.
+
+    Returns:
+        {"beta", "beta_grid_units", "val": [{"beta", "accuracy"}], "test", "test_beta_0",
+         "test_one_region" (`alignment_metrics.alignment_accuracy` results), "figure"}.
+    """
     scenes = alignment_metrics.load_scenes(scenes_path)
     val = embed_split(model, data_dir, "val", max_regions, limit=val_images)
     scale = unary_scale(val)
@@ -168,8 +198,8 @@ def evaluate_alignment(model, data_dir: str, scenes_path: str, max_regions: int,
         "test_one_region": alignment_metrics.alignment_accuracy(test, scenes, ONE_REGION_BETA),
     }
     size = next(iter(scenes.values()))["image_size"]
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, "alignments_test.json"), "w") as f:
+    tf.io.gfile.makedirs(output)
+    with tf.io.gfile.GFile(os.path.join(output, "alignments_test.json"), "w") as f:
         json.dump(region_snippet_dataset(test, beta, (size, size)), f)
     result["figure"] = figure_grid(test, beta, os.path.join(output, "alignment_test.png"))
     return result
@@ -186,22 +216,22 @@ def format_alignment(result: Mapping) -> str:
 
 
 def main(argv=None) -> int:
-    import keras
+    """`python -m vcaption.evaluate --task alignment ...` (which handles `--verbose`)."""
+    from vcaption import cli, registry
 
-    parser = argparse.ArgumentParser(prog="python -m vcaption.captioning.evaluation --task alignment",
-                                     description=__doc__.split("\n")[0])
+    parser = cli.make_parser("python -m vcaption.evaluate --task alignment", __doc__.split("\n")[0],
+                             verbose=False)
     parser.add_argument("--model", required=True, help="a RegionRanker .keras file")
     parser.add_argument("--data", required=True, help="preprocess output with region boxes")
     parser.add_argument("--scenes", required=True, help="scenes.json of the shapes world")
-    parser.add_argument("--max-regions", type=int, default=5)
-    parser.add_argument("--output", help="where results go (default: next to the model)")
+    parser.add_argument("--max-regions", type=int, default=5, help="R, boxes per image with the whole image")
+    parser.add_argument("--val-images", type=int, default=500, help="val images that choose beta")
+    parser.add_argument("--output", help="where results go; None: the model's directory")
     args = parser.parse_args(argv)
-    import vcaption.retrieval.ranker  # noqa: F401  (registers the classes for loading)
-
-    model = keras.saving.load_model(args.model)
+    model = registry.load_model(args.model)
     output = args.output or os.path.dirname(args.model) or "."
-    result = evaluate_alignment(model, args.data, args.scenes, args.max_regions, output)
+    result = evaluate_alignment(model, args.data, args.scenes, args.max_regions, output, args.val_images)
     print(format_alignment(result))
-    with open(os.path.join(output, "alignment_metrics.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(output, "alignment_metrics.json"), "w") as f:
         json.dump(result, f, indent=1)
     return 0

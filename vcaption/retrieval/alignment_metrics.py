@@ -19,9 +19,10 @@ import json
 from typing import Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from vcaption.datasets import shapes
-from vcaption.retrieval import mrf as alignment
+from vcaption.retrieval import mrf
 
 # Word -> attribute value, for every word the caption templates use (synonyms included).
 _SIZE_WORDS = {w: size for size, words in shapes._SIZE_SYNONYMS.items() for w in words}
@@ -31,8 +32,8 @@ MATCH_IOU = 0.5
 
 
 def load_scenes(path: str) -> dict[str, dict]:
-    """scenes.json -> {image id (string, as in the records): scene} with its image size."""
-    with open(path, encoding="utf-8") as f:
+    """scenes.json (local or gs://) -> {image id (string, as in the records): scene} with its image size."""
+    with tf.io.gfile.GFile(path) as f:
         data = json.load(f)
     return {str(s["id"]): {**s, "image_size": data["image_size"]} for s in data["images"]}
 
@@ -83,7 +84,7 @@ def real_regions(boxes: np.ndarray) -> np.ndarray:
 def align_sentence(regions: np.ndarray, words: np.ndarray, beta: float, keep: np.ndarray):
     """(assignment into the full region list, unary [N, len(keep)]) for one sentence."""
     unary = words @ regions[keep].T  # [N words, M regions]: v_tᵀ s_j (Eq. 11)
-    assignment, _ = alignment.viterbi(unary, beta)
+    assignment, _ = mrf.viterbi(unary, beta)
     return keep[assignment], unary
 
 

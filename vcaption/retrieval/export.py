@@ -1,6 +1,9 @@
 """Export a trained `RegionRanker` as a hermetic SavedModel (via `export_core.save_versioned`).
 
-    python -m vcaption.retrieval.export --run runs/karpathy_ranker [--output saved_models] [--name karpathy_ranker]
+    python -m vcaption.export --run runs/karpathy_ranker [--output saved_models] [--name karpathy_ranker]
+
+(`vcaption.retrieval.task.RankerTask.export_run`: the run directory alone gives the model, its
+vocabulary and `data.max_length`), or at the end of training with `--set export.saved_models_dir=DIR`.
 
 Signatures (inputs -> outputs); images are encoded bytes (JPEG/PNG/GIF/BMP) decoded in-graph by
 `images.preprocess_image` (decompression-bomb checks included); `boxes` are the client's region
@@ -12,7 +15,8 @@ boxes, normalised (ymin, xmin, ymax, xmax) — the whole image is prepended in-g
 - `score(image_bytes [K], boxes [K, R, 4], sentences [L])` -> `scores` [K, L] (Eq. 8);
 - `align(image_bytes [], boxes [R, 4], sentence [], beta [])` -> `tokens` [N], `regions` [N] (index
   into `boxes` with the whole image first), `boxes` [N, 4] (each word's box), `scores` [N]
-  (v_{a_j}ᵀ s_j): the Viterbi solution of the chain MRF (Eqs. 10-12), computed in-graph.
+  (v_{a_j}ᵀ s_j): the Viterbi solution of the chain MRF (Eqs. 10-12), computed in-graph
+  (`vcaption.retrieval.mrf.viterbi_tf`).
 
 The vocabulary travels as an asset (`text.Vocabulary` tables); only variables and tables are
 tracked, so the export loads with plain TensorFlow.
@@ -20,43 +24,12 @@ tracked, so the export loads with plain TensorFlow.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-
 import tensorflow as tf
 
 from vcaption import images, text
-from vcaption.runtime import export_core
+from vcaption.retrieval.mrf import viterbi_tf
 from vcaption.retrieval.ranker import WHOLE_IMAGE_BOX, pairwise_scores
-
-
-def viterbi_tf(unary: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
-    """In-graph `vcaption.retrieval.mrf.viterbi`: unary [N, M] -> int32 [N] (same tie rules)."""
-    unary = tf.cast(unary, tf.float32)
-    beta = tf.cast(beta, tf.float32)
-
-    def forward(carry, row):
-        best, _, _ = carry
-        top = tf.argmax(best, output_type=tf.int32)
-        stay = best + beta >= tf.gather(best, top)
-        new = row + tf.where(stay, best + beta, tf.gather(best, top))
-        return new, stay, top
-
-    first = unary[0]
-    regions = tf.shape(unary)[1]
-    init = (first, tf.zeros([regions], tf.bool), tf.constant(0, tf.int32))
-    best, stays, tops = tf.scan(forward, unary[1:], initializer=init)  # [N - 1, M], [N - 1, M], [N - 1]
-    final = tf.concat([first[tf.newaxis], best], axis=0)[-1]
-    last = tf.argmax(final, output_type=tf.int32)
-
-    def backward(t, step):
-        stay, top = step
-        return tf.where(tf.gather(stay, t), t, top)
-
-    earlier = tf.scan(backward, (stays, tops), initializer=last, reverse=True)  # [N - 1]: a_0 .. a_{N-2}
-    return tf.concat([earlier, last[tf.newaxis]], axis=0)
+from vcaption.runtime import export_core
 
 
 class RankerServingModule(tf.Module):
@@ -150,33 +123,18 @@ class RankerServingModule(tf.Module):
 
 
 def export_ranker(model, vocab_path: str, export_dir_root: str, name: str, max_length: int = 16) -> str:
-    """Saves the ranker as `<root>/<name>/<next version>/` with a warmup request; returns the path."""
+    """Saves the ranker as `<root>/<name>/<next version>/` with a warmup request; returns the path.
+
+    Args:
+        model: a trained `RegionRanker`.
+        vocab_path: the vocab.txt it was trained with (local or gs://).
+        export_dir_root: root of `<name>/<version>/`.
+        name: the served model name.
+        max_length: words kept per sentence (the data's `max_length`).
+    """
     module = RankerServingModule(model, text.Vocabulary(vocab_path), max_length)
     warmup = {"image_bytes": tf.constant([export_core.warmup_jpeg()]),
               "boxes": tf.constant([[[0.1, 0.1, 0.5, 0.5]]], tf.float32),
               "sentences": tf.constant(["a red circle"])}
-    return export_core.save_versioned(module, module.signatures(), export_dir_root, name, warmup_inputs=warmup,
-                                 warmup_signature="score")
-
-
-def main(argv=None) -> int:
-    import keras
-
-    import vcaption.retrieval.ranker  # noqa: F401  (registers the classes for loading)
-
-    parser = argparse.ArgumentParser(prog="python -m vcaption.retrieval.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="a karpathy_ranker run directory (model.keras, config.json)")
-    parser.add_argument("--output", default="saved_models")
-    parser.add_argument("--name", default="karpathy_ranker")
-    args = parser.parse_args(argv)
-    with open(os.path.join(args.run, "config.json")) as f:
-        config = json.load(f)
-    model = keras.saving.load_model(os.path.join(args.run, "model.keras"))
-    path = export_ranker(model, os.path.join(config["data_dir"], "vocab.txt"), args.output, args.name,
-                         config["data"]["max_length"])
-    print(f"SavedModel -> {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return export_core.save_versioned(module, module.signatures(), export_dir_root, name,
+                                      warmup_inputs=warmup, warmup_signature="score")

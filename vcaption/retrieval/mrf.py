@@ -17,6 +17,10 @@ O(N M^2) — here O(N M), since the pairwise term only distinguishes "same" from
 for the whole sentence. Runs of equal a_j are the snippets that become region descriptions
 (`snippets`, `visual_genome_regions`).
 
+Two implementations of the same recursion, kept side by side so that they stay the same (a test
+compares them): `viterbi` in NumPy for evaluation and the snippet datasets, `viterbi_tf` in-graph
+for the ranker's SavedModel (`vcaption.retrieval.export`, signature `align`).
+
 Example:
     >>> unary = region_embeddings @ word_embeddings.T  # [M, N]: v_tᵀ s_j
     >>> assignment, energy = viterbi(unary.T, beta=2.0)
@@ -28,6 +32,7 @@ import itertools
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
 
 def viterbi(unary: np.ndarray, beta: float) -> tuple[np.ndarray, float]:
@@ -63,6 +68,41 @@ def viterbi(unary: np.ndarray, beta: float) -> tuple[np.ndarray, float]:
         t = assignment[j]
         assignment[j - 1] = t if stay[j, t] else came_from[j]
     return assignment, float(np.max(best))
+
+
+def viterbi_tf(unary: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
+    """`viterbi` as TensorFlow ops (same recursion, same tie rules), for graphs that are served.
+
+    Args:
+        unary: float [N words, M regions] with N >= 1, ψ^U_j(t) = v_tᵀ s_j (Eq. 11).
+        beta: float scalar β >= 0 (Eq. 12).
+
+    Returns:
+        int32 [N]: the region index of each word.
+    """
+    unary = tf.cast(unary, tf.float32)
+    beta = tf.cast(beta, tf.float32)
+
+    def forward(carry, row):
+        best, _, _ = carry
+        top = tf.argmax(best, output_type=tf.int32)
+        stay = best + beta >= tf.gather(best, top)
+        new = row + tf.where(stay, best + beta, tf.gather(best, top))
+        return new, stay, top
+
+    first = unary[0]
+    regions = tf.shape(unary)[1]
+    init = (first, tf.zeros([regions], tf.bool), tf.constant(0, tf.int32))
+    best, stays, tops = tf.scan(forward, unary[1:], initializer=init)  # [N - 1, M], [N - 1, M], [N - 1]
+    final = tf.concat([first[tf.newaxis], best], axis=0)[-1]
+    last = tf.argmax(final, output_type=tf.int32)
+
+    def backward(t, step):
+        stay, top = step
+        return tf.where(tf.gather(stay, t), t, top)
+
+    earlier = tf.scan(backward, (stays, tops), initializer=last, reverse=True)  # [N - 1]: a_0 .. a_{N-2}
+    return tf.concat([earlier, last[tf.newaxis]], axis=0)
 
 
 def energy(unary: np.ndarray, assignment: Sequence[int], beta: float) -> float:

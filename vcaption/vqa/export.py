@@ -1,9 +1,10 @@
 """Hermetic SavedModel export of a VQA model: (image bytes, question) -> top-k answers.
 
-    python -m vcaption.vqa.export --run runs/vqa_lstm_cnn [--top-k 5] [--output saved_models] [--name NAME]
+    python -m vcaption.export --run runs/vqa_lstm_cnn [--top-k 5] [--output saved_models] [--name NAME]
 
-writes `<output>/<name>/<version>/` through `vcaption.runtime.export_core.save_versioned` (atomic, versioned,
-warmup request, op check), with one signature:
+(`vcaption.vqa.task.VQATask.export_run`: the run's model.keras and its copy of the vocabulary and
+answers) writes `<output>/<name>/<version>/` through `vcaption.runtime.export_core.save_versioned`
+(atomic, versioned, warmup request, op check), with one signature:
 
 * `serving_default`: inputs `image_bytes` string[batch] and `question` string[batch];
   outputs `answers` string[batch, k] and `probabilities` float32[batch, k].
@@ -19,11 +20,6 @@ InvalidArgumentError naming them.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import os
-import sys
 
 import tensorflow as tf
 
@@ -124,34 +120,3 @@ def export_vqa(model, vocab_path: str, answers_path: str, export_dir_root: str, 
                               min(top_k, model.num_answers), max_pixels)
     warmup = {"image_bytes": [export_core.warmup_jpeg()], "question": [WARMUP_QUESTION]}
     return export_core.save_versioned(module, module.signatures(), export_dir_root, name, warmup)
-
-
-def export_run(run_dir: str, output: str = "saved_models", name: str | None = None,
-               top_k: int = DEFAULT_TOP_K) -> str:
-    """Exports a `vcaption.vqa.task` run directory (model.keras + config.json); returns the path."""
-    import keras
-
-    from vcaption.vqa import model  # noqa: F401  (registers the classes for loading)
-
-    with tf.io.gfile.GFile(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    data_dir = config["data_dir"]
-    name = name or (config.get("export") or {}).get("name") or config["name"]
-    return export_vqa(model, os.path.join(data_dir, "vocab.txt"), os.path.join(data_dir, "answers.txt"),
-                      output, name, model.image_size, top_k)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.vqa.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="a vcaption.vqa.task run directory")
-    parser.add_argument("--output", default="saved_models", help="root of the versioned exports")
-    parser.add_argument("--name", default=None, help="model name (default: the preset's)")
-    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    print(export_run(args.run, args.output, args.name, args.top_k))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
