@@ -2,7 +2,7 @@
 
     python -m beam_jobs.batch_caption --model saved_models/NAME/VERSION --input 'PATTERN' \\
         [--input 'PATTERN2' ...] --output PREFIX [--format jsonl|coco] \\
-        [--min-batch-size 1] [--max-batch-size 32] [--max-pixels N] [--num-shards 0] [Beam options]
+        [--min-batch-size 1] [--batch-size 32] [--max-pixels N] [--num-shards 0] [Beam options]
     python -m beam_jobs.batch_caption --run runs/NAME --beam-size K ...   (export a width-K copy first)
 
 `--input` patterns (local or `gs://`) match image files (JPEG/PNG/GIF/BMP), or TFRecord shards of
@@ -45,8 +45,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs import inference
-from vcaption import images
+from beam_jobs import inference, options
+from vcaption import cli, images
+from vcaption.runtime import logs
 
 NAMESPACE = "vcaption.batch_caption"
 SIGNATURE = "serving_default"
@@ -181,7 +182,7 @@ def output_paths(prefix: str) -> dict:
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, model_dir: str) -> None:
     paths = output_paths(args.output)
     inputs = inference.read_images(pipeline, args.input, NAMESPACE, args.max_pixels)
-    handler = KeyedModelHandler(SavedModelCaptioner(model_dir, args.min_batch_size, args.max_batch_size))
+    handler = KeyedModelHandler(SavedModelCaptioner(model_dir, args.min_batch_size, args.batch_size))
     routed = (inputs.valid
               | "RunInference" >> RunInference(handler)
               | "RouteResults" >> beam.ParDo(RouteResults()).with_outputs(inference.DEAD, main="captions"))
@@ -215,24 +216,32 @@ def make_stats(counts: dict, settings: dict) -> dict:
                               "by_reason": inference.by_prefix(counts, "dead_lettered/")}}
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m beam_jobs.batch_caption",
-                                     description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = options.job_parser("python -m beam_jobs.batch_caption", __doc__.split("\n")[0])
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="SavedModel version directory (vcaption.export), local or gs://")
     model.add_argument("--run", help="training run directory: export it (with --beam-size) and use that")
     parser.add_argument("--input", required=True, action="append",
                         help="file pattern of images or of *.tfrecord* caption records; repeatable")
     parser.add_argument("--output", required=True, help="output prefix (local or gs://)")
-    parser.add_argument("--format", default="jsonl", choices=["jsonl", "coco"])
+    parser.add_argument("--format", default="jsonl", choices=["jsonl", "coco"], help="output format")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="beam width; needs --run (an export's width is fixed in its graph)")
-    parser.add_argument("--min-batch-size", type=int, default=1)
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--min-batch-size", type=int, default=1,
+                        help="lower bound of RunInference's adaptive batch size")
+    cli.add_argument(parser, "--batch-size", deprecated=["--max-batch-size"], type=int, default=32,
+                     help="images per SavedModel call at most (upper bound of RunInference's "
+                          "adaptive batch size)")
     parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                         help="dead-letter images whose header claims more pixels")
     parser.add_argument("--num-shards", type=int, default=0, help="JSONL shards; 0: the runner decides")
-    args, beam_args = parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(the job's options, Beam pipeline arguments); exits with status 2 on anything else."""
+    parser = build_parser()
+    args, beam_args = options.parse(parser, argv)
     if args.beam_size is not None and args.model:
         parser.error("--beam-size needs --run: the beam width of a SavedModel is fixed when it is "
                      "exported (python -m vcaption.export --run RUN --beam-size K makes another)")
@@ -250,9 +259,9 @@ def resolve_model(args: argparse.Namespace) -> str:
     return export.export_run(args.run, output=f"{args.output}.export", beam_size=args.beam_size)
 
 
-def run(argv: Sequence[str] | None = None) -> dict:
-    """Runs the job; returns PREFIX.stats.json as a dict, plus the Beam counters under "counters"."""
-    args, beam_args = parse_args(argv)
+def execute(args: argparse.Namespace, beam_args: Sequence[str]) -> dict:
+    """Runs the job on parsed options; returns PREFIX.stats.json as a dict, plus the Beam counters
+    under "counters"."""
     model_dir = resolve_model(args)
     signature = check_captioner_export(model_dir)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
@@ -269,8 +278,15 @@ def run(argv: Sequence[str] | None = None) -> dict:
     return stats
 
 
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Runs the job on a command line (without the program name); see `execute`."""
+    return execute(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    run(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.verbose)
+    execute(args, beam_args)
     return 0
 
 

@@ -2,7 +2,7 @@
 
     python -m beam_jobs.extract_features --input DIR --output OUT \\
         (--encoder {small_cnn,vgg16,resnet50,...} [--weights imagenet|none] [--image-size S]
-         | --model runs/NAME/model.keras) [--drop-images] [--max-batch-size 32] [Beam options]
+         | --model runs/NAME/model.keras) [--drop-images] [--batch-size 32] [Beam options]
     python -m beam_jobs.extract_features --input 'PATTERN' --output OUT --encoder vgg16 [--split test]
 
 The papers train their language models on fixed CNN features (VGG-16 fc7 for LRCN, Karpathy and
@@ -47,9 +47,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs import inference
-from vcaption import data, encoders, images, records
+from beam_jobs import inference, options
+from vcaption import cli, data, encoders, images, records, registry
 from vcaption.datasets import base
+from vcaption.runtime import logs
 
 NAMESPACE = "vcaption.extract_features"
 COPIED_FILES = ("vocab.txt", "vocab_counts.txt", "answers.txt", "labels.txt")
@@ -64,9 +65,7 @@ def load_encoder(spec: dict):
     import keras
 
     if spec.get("model"):
-        from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
-
-        captioner = keras.saving.load_model(spec["model"], compile=False)
+        captioner = registry.load_model(spec["model"])
         if getattr(captioner, "encoder_name", "features") == "features":
             raise ValueError(f"{spec['model']!r} was trained on precomputed features: "
                              "it has no image encoder")
@@ -209,7 +208,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, patterns: 
                    splits: Sequence[str], source_stats: dict) -> None:
     out = args.output
     inputs = inference.read_images(pipeline, patterns, NAMESPACE, args.max_pixels, splits)
-    handler = KeyedModelHandler(FeatureEncoder(encoder_spec(args), args.min_batch_size, args.max_batch_size,
+    handler = KeyedModelHandler(FeatureEncoder(encoder_spec(args), args.min_batch_size, args.batch_size,
                                                args.max_pixels))
     encoded = (inputs.valid
                | "RunInference" >> RunInference(handler)
@@ -239,11 +238,11 @@ def encoder_spec(args: argparse.Namespace) -> dict:
             "feature_dim": args.feature_dim, "seed": args.seed}
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m beam_jobs.extract_features",
-                                     description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = options.job_parser("python -m beam_jobs.extract_features", __doc__.split("\n")[0])
     parser.add_argument("--input", required=True, action="append",
-                        help="a preprocess output directory, or file patterns (images / *.tfrecord*)")
+                        help="a preprocess output directory, or file patterns (images / *.tfrecord*); "
+                             "repeatable")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--encoder", choices=encoders.IMAGE_ENCODERS, help="a build_encoder network")
@@ -254,18 +253,28 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed of a random encoder")
     parser.add_argument("--split", default="test", help="split of records made from file patterns")
     parser.add_argument("--drop-images", action="store_true", help="leave the JPEGs out of the records")
-    parser.add_argument("--min-batch-size", type=int, default=1)
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
+    parser.add_argument("--min-batch-size", type=int, default=1,
+                        help="lower bound of RunInference's adaptive batch size")
+    cli.add_argument(parser, "--batch-size", deprecated=["--max-batch-size"], type=int, default=32,
+                     help="images per encoder call at most (upper bound of RunInference's "
+                          "adaptive batch size)")
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
+                        help="dead-letter images whose header claims more pixels")
     parser.add_argument("--num-shards", type=int, default=2, help="shards per split; 0: the runner decides")
-    return parser.parse_known_args(argv)
+    return parser
 
 
-def run(argv: Sequence[str] | None = None) -> dict:
-    """Runs the job; returns OUT/stats.json as a dict, plus the Beam counters under "counters"."""
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(the job's options, Beam pipeline arguments); exits with status 2 on anything else."""
+    args, beam_args = options.parse(build_parser(), argv)
+    return args, beam_args
+
+
+def execute(args: argparse.Namespace, beam_args: Sequence[str]) -> dict:
+    """Runs the job on parsed options; returns OUT/stats.json as a dict, plus the Beam counters
+    under "counters"."""
     import tensorflow as tf
 
-    args, beam_args = parse_args(argv)
     patterns, splits, directory = resolve_inputs(args.input)
     source_stats = {}
     tf.io.gfile.makedirs(args.output)
@@ -292,8 +301,15 @@ def run(argv: Sequence[str] | None = None) -> dict:
     return stats
 
 
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Runs the job on a command line (without the program name); see `execute`."""
+    return execute(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    run(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.verbose)
+    execute(args, beam_args)
     return 0
 
 

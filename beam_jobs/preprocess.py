@@ -12,9 +12,11 @@ writes
     DIR/stats.json                   examples per split, vocab_words, dead letters by reason, lengths
     DIR/dead_letter-*.jsonl          every input that did not become a record, with its reason
 
-Locally it runs on the DirectRunner (`--direct_num_workers 2 --direct_running_mode
-multi_processing` for two processes). On Dataflow the same command takes the usual options; the
-workers need this package, shipped as an sdist (see README, "Preprocessing on Dataflow"):
+Options other than the job's own must be Apache Beam pipeline options (`beam_jobs.options`): a
+mistyped `--image_size` is an error, not a Beam option silently dropped. Locally it runs on the
+DirectRunner (`--direct_num_workers 2 --direct_running_mode multi_processing` for two processes).
+On Dataflow the same command takes the usual options; the workers need this package, shipped as
+an sdist (see README, "Preprocessing on Dataflow"):
 
     python -m build --sdist && python -m beam_jobs.preprocess --format coco \\
         --input gs://BUCKET/coco/annotations/captions_train2017.json --output gs://BUCKET/coco-records \\
@@ -37,8 +39,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs import options
 from vcaption import ingest, text
 from vcaption.datasets import base, registry
+from vcaption.runtime import logs
 
 DEAD = "dead_letter"
 METRICS_NAMESPACE = "vcaption.preprocess"
@@ -232,16 +236,19 @@ def _key_value(option: str) -> tuple[str, str]:
     return key.replace("-", "_"), value
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m beam_jobs.preprocess", description=__doc__.split("\n")[0])
-    parser.add_argument("--format", required=True, choices=sorted(registry.READERS))
+def build_parser() -> argparse.ArgumentParser:
+    parser = options.job_parser("python -m beam_jobs.preprocess", __doc__.split("\n")[0])
+    parser.add_argument("--format", required=True, choices=sorted(registry.READERS),
+                        help="the dataset's published format")
     parser.add_argument("--input", required=True, help="annotation file or directory (local or gs://)")
-    parser.add_argument("--images", default=None, help="image directory; default: the format's layout")
+    parser.add_argument("--images", default=None,
+                        help="image directory (local or gs://); default: the format's layout")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
     parser.add_argument("--min-count", type=int, default=5, help="keep words seen this often in train")
     parser.add_argument("--image-size", type=int, default=256, help="side of the stored square JPEGs")
     parser.add_argument("--max-length", type=int, default=16, help="truncate captions to this many words")
-    parser.add_argument("--max-pixels", type=int, default=ingest.images.DEFAULT_MAX_PIXELS)
+    parser.add_argument("--max-pixels", type=int, default=ingest.images.DEFAULT_MAX_PIXELS,
+                        help="dead-letter images whose header claims more pixels (decompression bombs)")
     parser.add_argument("--top-answers", type=int, default=1000, help="VQA answer vocabulary size K")
     parser.add_argument("--max-frames", type=int, default=32, help="frames kept per video")
     parser.add_argument("--frame-stride", type=int, default=1, help="keep every n-th video frame")
@@ -252,17 +259,20 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--num-shards", type=int, default=4,
                         help="shards per split; 0 lets the runner decide (use it on Dataflow at scale)")
     parser.add_argument("--reader-option", type=_key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="passed to the reader, e.g. split=test")
-    return parser.parse_known_args(argv)
+                        metavar="KEY=VALUE", help="passed to the reader, e.g. split=test; repeatable")
+    return parser
 
 
-def run(argv: Sequence[str] | None = None) -> dict:
-    """Runs the job and returns stats.json as a dict."""
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(the job's options, Beam pipeline arguments); exits with status 2 on anything else."""
+    return options.parse(build_parser(), argv)
+
+
+def execute(args: argparse.Namespace, beam_args: Sequence[str]) -> dict:
+    """Runs the job on parsed options and returns stats.json as a dict."""
     import tensorflow as tf
 
-    args, beam_args = parse_args(argv)
-    options = PipelineOptions(beam_args)
-    with beam.Pipeline(options=options) as pipeline:
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         build_pipeline(pipeline, args)
     with tf.io.gfile.GFile(os.path.join(args.output, "stats.json")) as f:
         stats = json.load(f)
@@ -272,8 +282,15 @@ def run(argv: Sequence[str] | None = None) -> dict:
     return stats
 
 
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Runs the job on a command line (without the program name); returns stats.json as a dict."""
+    return execute(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    run(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.verbose)
+    execute(args, beam_args)
     return 0
 
 

@@ -22,9 +22,10 @@ import tensorflow as tf
 import yaml
 from google.protobuf import text_format
 
-from test_export import DECODE, IMAGE_SIZE, WORDS, _jpeg, _png_header, _tiny_captioner
+from captioning.test_export import DECODE, IMAGE_SIZE, WORDS, _jpeg, _png_header, _tiny_captioner
 from vcaption import images, text
 from vcaption.captioning import export
+from vcaption.runtime import export_core
 from vcaption.serving import client as client_lib
 from vcaption.serving import protos
 from vcaption.serving.batching import BatchOptions, BatchScheduler
@@ -59,7 +60,7 @@ class ToyModule(tf.Module):
 
 def export_toy(root, offset: float) -> str:
     module = ToyModule(offset)
-    return export.save_versioned(
+    return export_core.save_versioned(
         module, {"serving_default": module.answer.get_concrete_function()}, str(root), "toy")
 
 
@@ -115,7 +116,6 @@ def _code(call):
 
 
 def test_models_config_parses_and_names_the_preset_exports():
-    import vcaption.presets  # noqa: F401  (registers the presets)
     from vcaption.presets import PRESETS
 
     config = protos.read_model_server_config(str(SERVING / "models.config"))
@@ -152,6 +152,27 @@ def test_readme_and_compose_use_only_real_model_server_flags():
         assert {"port", "rest_api_port", "model_config_file"} <= set(flags), command
         assert set(flags) <= protos.MODEL_SERVER_FLAGS, set(flags) - protos.MODEL_SERVER_FLAGS
         assert "--port=8500" in command and "--rest_api_port=8501" in command
+
+
+def test_readme_vcaption_serving_commands_use_current_flags(capsys):
+    """serving/README.md's client, load test and development server command lines parse, with no
+    deprecated spelling (each would print a warning)."""
+    import shlex
+
+    from vcaption.serving import devserver, loadtest
+
+    modules = {"client": client_lib, "loadtest": loadtest, "devserver": devserver}
+    readme = (SERVING / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
+    commands = [c.replace("\\\n", " ") for block in blocks for c in re.split(r"(?<!\\)\n", block)
+                if "python -m vcaption.serving." in c]
+    assert {c.split()[2] for c in commands} == {f"vcaption.serving.{name}" for name in modules}
+    for command in commands:
+        tokens = shlex.split(command, comments=True)
+        args = modules[tokens[2].rsplit(".", 1)[1]].build_parser().parse_args(tokens[3:])
+        assert capsys.readouterr().err == "", command
+        if "model_name" in vars(args):
+            assert args.model_name == "lrcn_2f"
 
 
 def test_batching_and_monitoring_files_parse():
@@ -390,8 +411,8 @@ def test_client_cli_batches_files(deployment, tmp_path, capsys):
     files = _write_files(tmp_path, [*jpegs, b"not an image"])
     ok_before = dev.codes.get("OK", 0)
     # --input question=... is typed from the metadata and repeated once per file.
-    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model", "toy", "--version",
-                            "1", "--input", "question=why", "--batch_size", "2",
+    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model-name", "toy", "--version",
+                            "1", "--input", "question=why", "--batch-size", "2",
                             *files[:3]]) == 0
     assert dev.codes["OK"] - ok_before == 3  # metadata + 3 files in 2 requests
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -401,8 +422,8 @@ def test_client_cli_batches_files(deployment, tmp_path, capsys):
     np.testing.assert_allclose([line["score"] for line in lines], score, rtol=1e-6)
 
     # The REST path; a failing request is reported per file and in the exit status.
-    assert client_lib.main(["--rest", "--server", f"127.0.0.1:{dev.rest_port}", "--model", "toy",
-                            "--version", "1", "--input", "question=why", "--batch_size", "1", files[0],
+    assert client_lib.main(["--rest", "--server", f"127.0.0.1:{dev.rest_port}", "--model-name", "toy",
+                            "--version", "1", "--input", "question=why", "--batch-size", "1", files[0],
                             files[3]]) == 1
     rest_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rest_lines[0]["answer"] == "WHY"
@@ -570,15 +591,24 @@ def test_captioner_every_signature_over_grpc_rest_and_cli(deployment, captioner,
     assert outputs["captions"] == direct
 
     files = _write_files(tmp_path, jpegs)
-    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model", "lrcn_2f",
-                            "--batch_size", "2", *files]) == 0
+    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model-name", "lrcn_2f",
+                            "--batch-size", "2", *files]) == 0
     assert [json.loads(line)["captions"] for line in capsys.readouterr().out.splitlines()] == \
         direct
-    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model", "lrcn_2f",
+    assert client_lib.main(["--server", f"127.0.0.1:{dev.port}", "--model-name", "lrcn_2f",
                             "--signature", "caption_sample", "--input", "temperature=0.7",
                             "--input", "num_samples=5", files[0]]) == 0
     sampled = json.loads(capsys.readouterr().out)
     assert len(sampled["captions"]) == DECODE.n_best and len(sampled["scores"]) == DECODE.n_best
+
+    # The load test's command line: images from a directory, two per request.
+    from vcaption.serving import loadtest
+
+    assert loadtest.main(["--server", f"127.0.0.1:{dev.port}", "--model-name", "lrcn_2f",
+                          "--images", str(tmp_path), "--batch-size", "2", "--concurrency", "1",
+                          "--duration", "0.5", "--output", str(tmp_path / "load")]) == 0
+    (level,) = json.loads((tmp_path / "load" / "loadtest.json").read_text())
+    assert level["requests"] > 0 and level["errors"] == 0
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from vcaption.captioning import evaluation as evaluate
+from vcaption import evaluate
 from vcaption.metrics import vqa
 
 

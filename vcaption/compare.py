@@ -17,8 +17,8 @@ import json
 import os
 import sys
 
-from vcaption import config as config_lib
-from vcaption import presets
+from vcaption import cli
+from vcaption.runtime import logs
 
 DEFAULT_PRESETS = ("lrcn_1u", "lrcn_2u", "lrcn_2f", "lrcn_2f_rnn", "karpathy_mrnn", "mao_mrnn")
 COLUMNS = (("Bleu_1", "B1"), ("Bleu_2", "B2"), ("Bleu_3", "B3"), ("Bleu_4", "B4"), ("METEOR", "METEOR"),
@@ -47,20 +47,32 @@ def markdown_table(rows: dict[str, dict], command: str, notes: str = "") -> str:
     ])
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser("python -m vcaption.compare", __doc__.split("\n")[0])
+    parser.add_argument("--presets", default=",".join(DEFAULT_PRESETS),
+                        help="comma-separated presets, one row each")
+    parser.add_argument("--runs", default="runs/compare", help="directory of the runs (<runs>/<preset>)")
+    parser.add_argument("--output", default="docs/captioning_table.md",
+                        help="the Markdown table (and its .json next to it)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.FIELD=VALUE",
+                        help="override a config field of every preset; repeatable")
+    return parser
+
+
 def main(argv=None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.verbose)
+
+    from vcaption import config as config_lib
+    from vcaption import presets as presets_lib
     from vcaption import train
 
-    parser = argparse.ArgumentParser(prog="python -m vcaption.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--presets", default=",".join(DEFAULT_PRESETS))
-    parser.add_argument("--runs", default="runs/compare")
-    parser.add_argument("--output", default="docs/captioning_table.md")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     presets = [p for p in args.presets.split(",") if p]
 
     rows, blind, started = {}, None, datetime.datetime.now()
     for index, name in enumerate(presets):
-        cfg = config_lib.apply_overrides(presets.get_preset(name), args.overrides)
+        cfg = config_lib.apply_overrides(presets_lib.get_preset(name), args.overrides)
         if index > 0:  # one blind baseline (of the first preset) is enough for the table
             cfg = config_lib.apply_overrides(cfg, ["train.baselines=False"])
         print(f"=== {name} ({index + 1}/{len(presets)})", flush=True)

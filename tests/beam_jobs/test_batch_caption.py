@@ -81,7 +81,7 @@ def test_corrupt_and_non_image_files_become_dead_letters_and_the_rest_is_caption
     folder, files = mixed_inputs
     prefix = str(tmp_path / "out" / "captions")
     stats = batch_caption.run(["--model", export_dir, "--input", str(folder / "*"), "--output", prefix,
-                               "--max-batch-size", "3"])
+                               "--batch-size", "3"])
 
     dead = read_jsonl(prefix + ".dead_letter-*.jsonl")
     assert {pathlib.Path(d["id"]).name: d["reason"] for d in dead} == {
@@ -169,7 +169,7 @@ def test_shapes_and_coco_mini_all_accounted_for_and_equal_to_direct_calls(export
                 str(coco_mini / "train2017" / "*.jpg")]
     files = {path: open(path, "rb").read() for pattern in patterns for path in glob.glob(pattern)}
     prefix = str(tmp_path / "out" / "captions")
-    args = ["--model", export_dir, "--output", prefix, "--max-batch-size", "16"]
+    args = ["--model", export_dir, "--output", prefix, "--batch-size", "16"]
     for pattern in patterns:
         args += ["--input", pattern]
     stats = batch_caption.run(args)
@@ -185,8 +185,8 @@ def test_run_with_beam_size_exports_that_width_and_captions_with_it(tmp_path, mi
 
     model, tokens = untrained_captioner()
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    (run_dir / "data").mkdir(parents=True)  # a run keeps its data's assets in RUN/data/
+    (run_dir / "data" / "vocab.txt").write_text("\n".join(tokens) + "\n")
     model.save(str(run_dir / "model.keras"))
     (run_dir / "config.json").write_text(json.dumps({
         "name": "tiny", "data_dir": str(run_dir),

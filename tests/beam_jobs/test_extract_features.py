@@ -22,7 +22,7 @@ from vcaption.datasets import base
 FEATURE_DIM = 12
 SPEC = {"encoder": "small_cnn", "image_size": 32, "weights": "none", "feature_dim": FEATURE_DIM, "seed": 0}
 ENCODER_ARGS = ["--encoder", "small_cnn", "--weights", "none", "--image-size", "32",
-                "--feature-dim", str(FEATURE_DIM), "--max-batch-size", "8"]
+                "--feature-dim", str(FEATURE_DIM), "--batch-size", "8"]
 
 
 def _records(pattern: str) -> list[dict]:

@@ -142,8 +142,10 @@ def test_vocabulary_counts_train_only_and_respects_min_count(tmp_path):
     ]
     (tmp_path / "d.jsonl").write_bytes(b"\n".join(lines))
     out = tmp_path / "out"
+    # Beam's own options pass through the job's strict parsing to the pipeline.
     stats = preprocess.run(["--format", "karpathy", "--input", str(tmp_path / "d.jsonl"),
-                            "--output", str(out), "--image-size", "8", "--min-count", "2"])
+                            "--output", str(out), "--image-size", "8", "--min-count", "2",
+                            "--direct_num_workers", "1", "--direct_running_mode", "in_memory"])
     vocab = (out / "vocab.txt").read_text().splitlines()
     assert vocab == [*text.RESERVED_TOKENS, "red", "circle"]  # square: 1 < min-count; zebra: val only
     assert stats["vocab_words"] == 2

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from vcaption import decoding, images, text
 from vcaption.captioning import export
+from vcaption.runtime import export_core
 from vcaption.config import DecodeConfig
 from vcaption.captioning.lrcn import LRCNCaptioner
 
@@ -226,9 +227,9 @@ def test_workspace_deleted_and_vocabulary_travels_as_asset(exported, loaded):
 
 def test_only_core_ops_and_no_python(served):
     assert "LookupTableFindV2" in served["ops"] and "DecodeImage" in served["ops"]
-    assert set(served["unregistered_ops"]) <= export.SERVING_EXTRA_OPS
-    assert not set(served["ops"]) & export.PYTHON_OPS
-    assert export.SERVING_EXTRA_OPS == frozenset()  # text.py uses core ops only
+    assert set(served["unregistered_ops"]) <= export_core.SERVING_EXTRA_OPS
+    assert not set(served["ops"]) & export_core.PYTHON_OPS
+    assert export_core.SERVING_EXTRA_OPS == frozenset()  # text.py uses core ops only
     # Only generic TensorFlow objects in the object graph: no Keras layer or model revivers.
     assert set(served["object_kinds"]) <= {"_generic_user_object", "trackable_list_wrapper",
                                            "trackable_dict_wrapper", "signature_map"}
@@ -249,7 +250,7 @@ def test_saved_model_cli_and_warmup(exported, loaded):
 
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = os.path.join(exported["path"], "assets.extra", export.WARMUP_FILE)
+    path = os.path.join(exported["path"], "assets.extra", export_core.WARMUP_FILE)
     records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
     assert len(records) >= 1
     for record in records:

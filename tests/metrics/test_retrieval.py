@@ -119,7 +119,7 @@ def test_duplicate_upper_bound_matches_brute_force_over_text_scorers():
 
 
 def test_cli_prints_the_table(tmp_path, capsys):
-    from vcaption.captioning import evaluation as evaluate
+    from vcaption import evaluate
 
     scores = np.kron(np.eye(20), np.ones((1, K)))
     scores[0, :] = 0  # image 0 ties with everything: rank 1 + 19 * 5 for annotation

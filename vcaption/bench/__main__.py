@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
+from vcaption import cli
+
 BENCHMARKS = {
-    "preprocess": "vcaption.bench.preprocess",
-    "decode": "vcaption.bench.decode",
-    "train": "vcaption.bench.train",
-    "batch_caption": "vcaption.bench.batch_caption",
-    "serving": "vcaption.bench.serving",
-    "regions": "vcaption.bench.regions",
+    "preprocess": ("vcaption.bench.preprocess",
+                   "beam_jobs.preprocess images/s with 1 and 2 DirectRunner workers"),
+    "decode": ("vcaption.bench.decode", "in-graph beam search vs a Python-loop beam search (im2txt)"),
+    "train": ("vcaption.bench.train", "LRCN-2f training examples/s and GFLOP/s vs the GEMM peaks"),
+    "batch_caption": ("vcaption.bench.batch_caption",
+                      "beam_jobs.batch_caption images/s with 1 and 2 DirectRunner workers"),
+    "serving": ("vcaption.bench.serving", "development server, batched vs unbatched: QPS and p99"),
+    "regions": ("vcaption.bench.regions", "region features: crop-and-encode vs one shared feature map"),
 }
 
 
+def build_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<14} {about}" for name, (_, about) in BENCHMARKS.items())
+    parser = cli.make_parser(
+        "python -m vcaption.bench", "Run one benchmark and print its figures.", verbose=False,
+        epilog=f"benchmarks:\n{listing}\n\n`python -m vcaption.bench NAME --help` shows a benchmark's "
+               "options (--verbose among them).")
+    parser.add_argument("benchmark", choices=list(BENCHMARKS), metavar="NAME", help="the benchmark to run")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    return parser
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in BENCHMARKS:
-        print(f"usage: python -m vcaption.bench {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
-        return 2
-    return importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:])
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return importlib.import_module(BENCHMARKS[args.benchmark][0]).main(args.options)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Throughput of `beam_jobs.batch_caption` with 1 and 2 DirectRunner worker processes.
 
-    python -m vcaption.bench batch_caption [--images 2000] [--model saved_models/NAME/VERSION]
-        [--max-batch-size 32]
+    python -m vcaption.bench batch_caption [--num-images 2000 | --images DIR|PATTERN]
+        [--model saved_models/NAME/VERSION] [--batch-size 32]
 
-Generates the shapes world's images (or uses `--images-dir`), runs the batch captioning job twice in
-one process — `--direct_running_mode multi_processing` with 1 then 2 workers — and prints images/s
-for each and their ratio. Without `--model` it exports an untrained small LRCN-2f (small_cnn at
-32x32, beam 3) first: the figure is the job's overhead plus a small model, not a production model's
-speed. Worker start-up (each process imports TensorFlow and loads the SavedModel) is included, as a
-user would see it; use more images to amortise it.
+Generates the shapes world's images (or captions `--images`), runs the batch captioning job twice —
+`python -m beam_jobs.batch_caption ... --direct_running_mode multi_processing` with 1 then 2
+workers, each as the command a user types, in a subprocess — and prints images/s for each and
+their ratio. Without `--model` it exports an untrained small LRCN-2f (small_cnn at 32x32, beam 3)
+first: the figure is the job's overhead plus a small model, not a production model's speed. The
+time is the whole command's: interpreter start-up and, in each worker process, the TensorFlow
+import and the SavedModel load are included, as a user would see them; use more images to
+amortise them.
 
 Example output (2 shared CPU cores; see the README):
 
@@ -20,11 +22,13 @@ Example output (2 shared CPU cores; see the README):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
-import time
 
-from vcaption.bench import report_worker_scaling
+from vcaption import cli
+from vcaption.bench import report_worker_scaling, run_job
+from vcaption.runtime import logs
 
 TINY_WORDS = ("a red blue green yellow circle square triangle diamond small big left right of the on and"
               .split())
@@ -73,38 +77,57 @@ def export_untrained_captioner(root: str, name: str = "tiny", image_size: int = 
     return export.export_captioner(model, vocab_path, root, name, image_size, decode)
 
 
-def _run(model: str, pattern: str, output: str, workers: int, max_batch_size: int) -> tuple[float, dict]:
-    from beam_jobs import batch_caption
+def _run(model: str, pattern: str, output: str, workers: int, batch_size: int,
+         verbose: bool) -> tuple[float, dict]:
+    seconds = run_job("beam_jobs.batch_caption", [
+        "--model", model, "--input", pattern, "--output", output, "--batch-size", str(batch_size),
+        "--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"], verbose)
+    with open(f"{output}.stats.json") as f:
+        return seconds, json.load(f)
 
-    start = time.perf_counter()
-    stats = batch_caption.run([
-        "--model", model, "--input", pattern, "--output", output,
-        "--max-batch-size", str(max_batch_size), "--direct_num_workers", str(workers),
-        "--direct_running_mode", "multi_processing"])
-    return time.perf_counter() - start, stats
+
+class _ImagesOrCount(argparse.Action):
+    """`--images DIR|PATTERN`; a bare number is the old `--images N`, a count (`--num-images`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--images" and values.isdigit() and not os.path.exists(values):
+            cli.warn_deprecated("--images N (a count)", "--num-images N")
+            namespace.num_images = int(values)
+        else:
+            namespace.images = values
+
+
+def build_parser():
+    parser = cli.make_parser("python -m vcaption.bench batch_caption", __doc__.split("\n")[0])
+    parser.add_argument("--num-images", type=int, default=2000,
+                        help="shapes images to generate (without --images)")
+    cli.add_argument(parser, "--images", deprecated=["--images-dir"], action=_ImagesOrCount, default=None,
+                     help="caption these image files instead: a directory or a file pattern")
+    parser.add_argument("--model", default=None,
+                        help="SavedModel version directory; default: export an untrained tiny LRCN")
+    cli.add_argument(parser, "--batch-size", deprecated=["--max-batch-size"], type=int, default=32,
+                     help="the job's --batch-size")
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.bench batch_caption")
-    parser.add_argument("--images", type=int, default=2000, help="shapes images to generate")
-    parser.add_argument("--images-dir", default=None, help="caption these image files instead")
-    parser.add_argument("--model", default=None, help="SavedModel; default: an untrained tiny LRCN")
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or export_untrained_captioner(os.path.join(tmp, "saved_models"))
-        images_dir = args.images_dir
-        if images_dir is None:
+        pattern = args.images
+        if pattern is None:
             from vcaption.datasets import shapes
 
-            shapes.generate(os.path.join(tmp, "shapes"), num_images=args.images, num_videos=0)
-            images_dir = os.path.join(tmp, "shapes", "images")
-        pattern = os.path.join(images_dir, "*")
+            shapes.generate(os.path.join(tmp, "shapes"), num_images=args.num_images, num_videos=0)
+            pattern = os.path.join(tmp, "shapes", "images")
+        if os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "*")
         rows = []
         for workers in (1, 2):
             seconds, stats = _run(model, pattern, os.path.join(tmp, f"out{workers}", "captions"),
-                                  workers, args.max_batch_size)
+                                  workers, args.batch_size, args.verbose)
             if stats["captioned"] + stats["dead_lettered"]["total"] != stats["read"]:
                 raise RuntimeError(f"inputs lost: {stats}")
             rows.append({"workers": workers, "images": stats["read"], "captioned": stats["captioned"],

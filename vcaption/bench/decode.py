@@ -1,10 +1,10 @@
 """Caption throughput of in-graph beam search versus a Python loop over the model's step (im2txt).
 
-    python -m vcaption.bench decode [--batch 32] [--beam-size 3] [--repeats 5] [--run DIR]
+    python -m vcaption.bench decode [--batch-size 32] [--beam-size 3] [--repeats 5] [--model FILE|RUN_DIR]
 
 Both decoders run on the same weights, from the same initial states, in one process: an LRCN-2f at
 the `lrcn_2f` preset sizes (hidden 256, embedding 128, small_cnn at 64×64, vocabulary 53, random
-weights) or the model of a training run (`--run DIR/model.keras`). Rows:
+weights) or a trained captioner (`--model`: its `.keras` file, or a training run directory). Rows:
 
 * `in_graph`: `vcaption.decoding.beam_search` inside one traced `tf.function` (the export's path);
 * `python_loop`: `vcaption.decoding_reference.python_loop_beam_search` calling `model.step`
@@ -23,25 +23,28 @@ the same best caption for every image, then prints captions/s and the in-graph s
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 
 import numpy as np
 
+from vcaption import cli
+from vcaption.runtime import logs
+
 SHAPES_VOCAB_SIZE = 53
 
 
-def _build_model(run_dir: str | None, vocab_size: int):
+def _build_model(model_path: str | None, vocab_size: int):
     import keras
 
-    from vcaption import config as config_lib
-    from vcaption import presets
-    from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
+    from vcaption import presets, registry
+    from vcaption.captioning import lrcn
 
-    if run_dir:
-        return keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    if model_path:
+        if os.path.isdir(model_path):  # a training run directory
+            model_path = os.path.join(model_path, "model.keras")
+        return registry.load_model(model_path)
     keras.utils.set_random_seed(0)
     args = dict(presets.get_preset("lrcn_2f").model_args)
     args.pop("dtype", None)  # float32: the decoders are compared at one precision
@@ -64,31 +67,39 @@ def _call_seconds(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.bench decode")
-    parser.add_argument("--batch", type=int, default=32, help="images per decode call")
-    parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--max-length", type=int, default=17)
+def build_parser():
+    parser = cli.make_parser("python -m vcaption.bench decode", __doc__.split("\n")[0])
+    cli.add_argument(parser, "--batch-size", deprecated=["--batch"], type=int, default=32,
+                     help="images per decode call")
+    parser.add_argument("--beam-size", type=int, default=3, help="beam width")
+    parser.add_argument("--max-length", type=int, default=17, help="longest caption, in tokens")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median kept)")
-    parser.add_argument("--run", default=None, help="a training run directory (model.keras)")
-    args = parser.parse_args(argv)
+    cli.add_argument(parser, "--model", deprecated=["--run"], default=None,
+                     help="a captioner's .keras file or a training run directory (its model.keras); "
+                          "default: random lrcn_2f-sized weights")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
 
     import tensorflow as tf
 
     from vcaption import decoding
     from vcaption.decoding_reference import python_loop_beam_search
 
-    model = _build_model(args.run, SHAPES_VOCAB_SIZE)
+    model = _build_model(args.model, SHAPES_VOCAB_SIZE)
     rng = np.random.default_rng(0)
     if model.encoder_name == "features":
-        visual = rng.normal(size=(args.batch, model.feature_dim)).astype("float32")
+        visual = rng.normal(size=(args.batch_size, model.feature_dim)).astype("float32")
     else:
         side = model.image_size
         # Two flat colours per image (left / right halves): a random CNN tells these apart,
         # unlike i.i.d. noise, which all looks alike to it.
-        visual = np.empty((args.batch, side, side, 3), np.float32)
-        visual[:, :, : side // 2] = rng.integers(0, 256, size=(args.batch, 1, 1, 3))
-        visual[:, :, side // 2:] = rng.integers(0, 256, size=(args.batch, 1, 1, 3))
+        visual = np.empty((args.batch_size, side, side, 3), np.float32)
+        visual[:, :, : side // 2] = rng.integers(0, 256, size=(args.batch_size, 1, 1, 3))
+        visual[:, :, side // 2:] = rng.integers(0, 256, size=(args.batch_size, 1, 1, 3))
     state = model.initial_state(model.encode_visual(tf.constant(visual)))  # leaves [batch, ...]
     search = dict(vocab_size=model.vocab_size, beam_size=args.beam_size,
                   max_length=args.max_length, n_best=1)
@@ -98,7 +109,7 @@ def main(argv=None) -> int:
                                jit_compile=True)
     traced_step = tf.function(model.step)
     per_image = [tf.nest.map_structure(lambda x, b=b: x[b:b + 1], state)  # leaves [1, ...]
-                 for b in range(args.batch)]
+                 for b in range(args.batch_size)]
 
     def one_image_at_a_time():
         results = [python_loop_beam_search(model.step, s, **search) for s in per_image]
@@ -123,16 +134,16 @@ def main(argv=None) -> int:
     seconds = {name: float(np.median(t)) for name, t in times.items()}
 
     same = {name: bool(np.array_equal(ids[name], ids["in_graph"])) for name in rows}
-    report = {"benchmark": "decode", "batch": args.batch, "beam_size": args.beam_size,
+    report = {"benchmark": "decode", "batch": args.batch_size, "beam_size": args.beam_size,
               "max_length": args.max_length, "vocab_size": model.vocab_size,
               "rows": {name: {"seconds_per_batch": round(s, 4),
-                              "captions_per_s": round(args.batch / s, 1)}
+                              "captions_per_s": round(args.batch_size / s, 1)}
                        for name, s in seconds.items()},
               "same_captions": same,
               "distinct_captions": len({tuple(row) for row in ids["in_graph"]}),
               "mean_length": float(np.mean(np.sum(ids["in_graph"] != 0, axis=-1)))}
     for name, row in report["rows"].items():
-        print(f"decode  {name:<24} batch={args.batch} k={args.beam_size}  "
+        print(f"decode  {name:<24} batch={args.batch_size} k={args.beam_size}  "
               f"{row['seconds_per_batch'] * 1e3:9.1f} ms/batch  {row['captions_per_s']:9.1f} captions/s"
               f"  same captions as in_graph: {same[name]}")
     print(f"{report['distinct_captions']} distinct best captions in the batch, "

@@ -1,12 +1,12 @@
 """Server-side batching: throughput and tail latency of the development server, batched vs not.
 
     python -m vcaption.bench serving [--duration 20] [--size small|preset]
-        [--export_dir saved_models/lrcn_2f]
-        [--batching_parameters_file serving/batching_parameters_cpu.txt] [--output DIR]
+        [--model saved_models/lrcn_2f]
+        [--batching-parameters-file serving/batching_parameters_cpu.txt] [--output DIR]
 
 Exports an LRCN-2f with random weights biased to say long captions (as in `bench decode`) — at
 `--size small` (hidden 64, small_cnn at 32x32; default) or at the `lrcn_2f` preset sizes
-(`--size preset`) — unless `--export_dir` names a model directory, then runs the development
+(`--size preset`) — unless `--model` names an export, then runs the development
 server three times as a subprocess on a free loopback port and load-tests each with
 `vcaption.serving.loadtest` (one JPEG per request):
 
@@ -24,13 +24,15 @@ under `--output`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
+
+from vcaption import cli
+from vcaption.runtime import logs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -68,7 +70,7 @@ def start_devserver(config_path: str, extra_args=()) -> tuple[subprocess.Popen, 
     process = subprocess.Popen(
         [sys.executable, "-m", "vcaption.serving.devserver", "--model_config_file", config_path,
          "--port", "0", "--file_system_poll_wait_seconds", "0", *extra_args],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        stdout=subprocess.PIPE, text=True)
     for line in process.stdout:
         if line.startswith("serving gRPC on"):
             return process, int(line.split()[3].rstrip(",").rsplit(":", 1)[1])
@@ -99,32 +101,48 @@ def batching_ratios(results) -> list[str]:
     return lines
 
 
+def build_parser():
+    parser = cli.make_parser("python -m vcaption.bench serving", __doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per level")
+    parser.add_argument("--size", choices=sorted(SIZES), default="small",
+                        help="size of the exported captioner (ignored with --model)")
+    cli.add_argument(parser, "--model", deprecated=["--export_dir"], default=None,
+                     help="a captioner export: a model directory holding <version>/ directories (its "
+                          "latest version is served) or one version directory (default: export a "
+                          "small one)")
+    cli.add_argument(parser, "--batching-parameters-file", deprecated=["--batching_parameters_file"],
+                     default=os.path.join(REPO, "serving", "batching_parameters_cpu.txt"),
+                     help="the development server's --batching_parameters_file in the batched runs")
+    parser.add_argument("--output", default="/tmp/vcaption_bench_serving",
+                        help="directory for loadtest.json, loadtest.png and the exports")
+    return parser
+
+
+def model_config(name: str, model: str) -> str:
+    """A text ModelServerConfig serving `model` (a model directory holding <version>/ directories:
+    its latest version; or one version directory: that version) under `name`."""
+    model = os.path.abspath(model)
+    policy = ""
+    if os.path.exists(os.path.join(model, "saved_model.pb")):  # a version directory
+        model, version = os.path.split(model)
+        policy = f" model_version_policy {{ specific {{ versions: {int(version)} }} }}"
+    return (f'model_config_list {{ config {{ name: "{name}" base_path: "{model}" '
+            f'model_platform: "tensorflow"{policy} }} }}\n')
+
+
 def main(argv=None) -> int:
     from vcaption.serving import loadtest
 
-    parser = argparse.ArgumentParser(prog="python -m vcaption.bench serving",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per level")
-    parser.add_argument("--size", choices=sorted(SIZES), default="small",
-                        help="size of the exported captioner (ignored with --export_dir)")
-    parser.add_argument("--export_dir", default=None,
-                        help="model directory holding <version>/ (default: export a small one)")
-    parser.add_argument("--batching_parameters_file",
-                        default=os.path.join(REPO, "serving", "batching_parameters_cpu.txt"))
-    parser.add_argument("--output", default="/tmp/vcaption_bench_serving")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
 
     os.makedirs(args.output, exist_ok=True)
     work = tempfile.mkdtemp(prefix="bench_", dir=args.output)
-    if args.export_dir:
-        base_path = os.path.abspath(args.export_dir)
-    else:
-        base_path = os.path.dirname(_export_captioner(work, args.size))
+    model = args.model or os.path.dirname(_export_captioner(work, args.size))
     config_path = os.path.join(work, "models.config")
     with open(config_path, "w") as f:
-        f.write(f'model_config_list {{ config {{ name: "lrcn_2f" base_path: "{base_path}" '
-                f'model_platform: "tensorflow" }} }}\n')
-    from vcaption.export import warmup_jpeg
+        f.write(model_config("lrcn_2f", model))
+    from vcaption.runtime.export_core import warmup_jpeg
 
     inputs = {"image_bytes": np.array([warmup_jpeg(64)], dtype=object)}
     batching = ["--enable_batching", "--batching_parameters_file", args.batching_parameters_file]

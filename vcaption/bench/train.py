@@ -1,6 +1,6 @@
 """Training throughput of LRCN-2f on precomputed features, against the machine's GEMM peaks.
 
-    python -m vcaption.bench train [--hidden 1000] [--vocab 9000] [--steps 16] [--batch 100]
+    python -m vcaption.bench train [--hidden 1000] [--vocab 9000] [--steps 16] [--batch-size 100]
         [--features 4096] [--iterations 3] [--windows 3] [--dtype both|float32|mixed_bfloat16]
         [--jit] [--no-xla-optimizer-row] [--no-baseline]
 
@@ -22,12 +22,14 @@ The machine is shared: compare the rows with each other and with the peaks of th
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import numpy as np
+
+from vcaption import cli
+from vcaption.runtime import logs
 
 
 def model_flops(hidden: int, vocab: int, steps: int, features: int, embedding: int | None = None,
@@ -164,29 +166,36 @@ def time_training(model, inputs, targets, *, jit: bool, iterations: int, windows
             "warmup_s": round(warmup_seconds, 1), "loss": round(float(loss), 3)}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.bench train")
-    parser.add_argument("--hidden", type=int, default=1000)
-    parser.add_argument("--vocab", type=int, default=9000)
+def build_parser():
+    parser = cli.make_parser("python -m vcaption.bench train", __doc__.split("\n")[0])
+    parser.add_argument("--hidden", type=int, default=1000, help="LSTM units H")
+    parser.add_argument("--vocab", type=int, default=9000, help="vocabulary size V")
     parser.add_argument("--steps", type=int, default=16, help="caption length T")
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--features", type=int, default=4096)
+    cli.add_argument(parser, "--batch-size", deprecated=["--batch"], type=int, default=100,
+                     help="examples per train step")
+    parser.add_argument("--features", type=int, default=4096, help="precomputed feature size F")
     parser.add_argument("--iterations", type=int, default=3, help="train steps per timed window")
     parser.add_argument("--windows", type=int, default=3, help="timed windows (median reported)")
-    parser.add_argument("--dtype", choices=("both", "float32", "mixed_bfloat16"), default="both")
+    parser.add_argument("--dtype", choices=("both", "float32", "mixed_bfloat16"), default="both",
+                        help="dtype policy of the LRCN rows")
     parser.add_argument("--jit", action="store_true",
                         help="jit_compile=True for the LRCN train steps (slower on this CPU)")
     parser.add_argument("--no-xla-optimizer-row", action="store_true",
                         help="skip the mixed_bfloat16 row with XLAUpdateAdam")
     parser.add_argument("--no-baseline", action="store_true", help="skip the keras.layers.LSTM row")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
 
     import keras
     import tensorflow as tf
 
     flops = model_flops(args.hidden, args.vocab, args.steps, args.features)
     peaks = {"float32": gemm_peak("float32"), "bfloat16": gemm_peak("bfloat16")}
-    inputs, targets = random_batch(args.batch, args.steps, args.vocab, args.features)
+    inputs, targets = random_batch(args.batch_size, args.steps, args.vocab, args.features)
 
     dtypes = ("float32", "mixed_bfloat16") if args.dtype == "both" else (args.dtype,)
     runs = [("LRCN-2f", dtype, args.jit, False) for dtype in dtypes]
@@ -216,7 +225,7 @@ def main(argv=None) -> int:
                      "loss": result["loss"]})
         del model
 
-    print(f"LRCN-2f H={args.hidden} V={args.vocab} T={args.steps} batch={args.batch} "
+    print(f"LRCN-2f H={args.hidden} V={args.vocab} T={args.steps} batch={args.batch_size} "
           f"F={args.features}: {flops['train'] / 1e9:.3f} GFLOP per training example "
           f"(forward {flops['forward'] / 1e9:.3f}, x3)")
     print(f"GEMM peak ({2048}^3 tf.matmul): float32 {peaks['float32']:.0f} GFLOP/s, "
@@ -232,7 +241,7 @@ def main(argv=None) -> int:
               f"  {row['windows']}")
     print(json.dumps({
         "benchmark": "train", "hidden": args.hidden, "vocab": args.vocab, "steps": args.steps,
-        "batch": args.batch, "features": args.features,
+        "batch": args.batch_size, "features": args.features,
         "flops_per_example": {"forward": flops["forward"], "train": flops["train"],
                               "terms": flops["terms"]},
         "gemm_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},

@@ -1,22 +1,14 @@
 """Evaluate captioners: generate with the in-graph decoders, score with pycocoevalcap.
 
-    python -m vcaption.captioning.evaluation --model runs/lrcn_2f/model.keras --data DIR --split test [--beam-size K]
-    python -m vcaption.captioning.evaluation --results R.json --annotations captions_val2017.json
-
-The first form prints BLEU-1..4, METEOR, ROUGE-L, CIDEr-D and perplexity for the model and, in the
-same table, for two baselines — a blind language model (the run's `blind.keras`, same decoder
-trained without the image, when present) and nearest-neighbour caption retrieval — and writes
-COCO-format results JSON, per-image scores and a caption grid PNG next to the model. The second form
-scores any COCO-format results file against COCO caption annotations.
+Library functions: `make_generator`, `generate_captions`, teacher-forced perplexity,
+`evaluate_captioner` (metrics of a captioner on a split), `format_table`, `write_results`. The
+command line is `python -m vcaption.evaluate`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import sys
 from typing import Mapping
 
 import tensorflow as tf
@@ -127,88 +119,3 @@ def write_results(path: str, candidates: Mapping[str, str]) -> None:
     results = [{"image_id": int(k) if k.isdigit() else k, "caption": v} for k, v in sorted(candidates.items())]
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
-
-
-def _evaluate_model_cli(args) -> int:
-    import keras
-
-    from vcaption import visualize
-    from vcaption.captioning import baselines
-    from vcaption.captioning import lrcn, mrnn  # noqa: F401  (registers the classes for loading)
-
-    model = keras.saving.load_model(args.model, compile=False)
-    vocab = text.Vocabulary(os.path.join(args.data, "vocab.txt"))
-    decode = DecodeConfig(beam_size=args.beam_size, max_length=args.max_length, alpha=args.alpha)
-    image_size, feature_dim = model.image_size or 64, model.feature_dim if model.encoder_name == "features" else None
-    scores = evaluate_captioner(model, vocab, args.data, args.split, decode, image_size, feature_dim,
-                                spice=True)
-    rows = {"model": public_metrics(scores)}
-    blind_path = os.path.join(os.path.dirname(args.model), "blind.keras")
-    if os.path.exists(blind_path):
-        blind_model = keras.saving.load_model(blind_path, compile=False)
-        rows["blind LM"] = public_metrics(evaluate_captioner(
-            blind_model, vocab, args.data, args.split, decode, image_size, feature_dim, blind=True))
-    nn = baselines.nearest_neighbour_baseline(model, args.data, args.split, image_size, feature_dim)
-    rows["nearest neighbour"] = nn
-    print(format_table(rows, f"{args.split} split, beam {args.beam_size}: {args.model}"))
-    out_dir = args.output or os.path.dirname(args.model) or "."
-    os.makedirs(out_dir, exist_ok=True)
-    write_results(os.path.join(out_dir, f"results_{args.split}.json"), scores["candidates"])
-    with open(os.path.join(out_dir, f"per_image_{args.split}.json"), "w") as f:
-        json.dump(scores["per_image"], f, indent=1)
-    visualize.caption_grid_from_records(args.data, args.split, scores["candidates"],
-                                        os.path.join(out_dir, f"caption_grid_{args.split}.png"))
-    return 0
-
-
-def _score_results_cli(args) -> int:
-    references, candidates = caption_metrics.load_coco_results(args.results, args.annotations)
-    scores = caption_metrics.score_captions(references, candidates, spice=True)
-    print(format_table({os.path.basename(args.results): scores},
-                       f"{len(candidates)} images scored against {args.annotations}"))
-    print(json.dumps(scores, indent=1))
-    return 0
-
-
-# Scorers of the other tasks: modules whose `main(argv)` takes the rest of the command line
-# (`python -m vcaption.captioning.evaluation --task vqa --results R.json ...`).
-TASK_EVALUATORS: dict[str, str] = {
-    "retrieval": "vcaption.metrics.retrieval",
-    "alignment": "vcaption.retrieval.alignment",
-    "vqa": "vcaption.metrics.vqa",
-}
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    task_parser = argparse.ArgumentParser(add_help=False)
-    task_parser.add_argument("--task", default="caption", choices=["caption", *TASK_EVALUATORS])
-    task, rest = task_parser.parse_known_args(argv)
-    if task.task != "caption":
-        import importlib
-
-        return importlib.import_module(TASK_EVALUATORS[task.task]).main(rest)
-    parser = argparse.ArgumentParser(prog="python -m vcaption.captioning.evaluation", description=__doc__.split("\n")[0],
-                                     epilog=f"--task {{{','.join(['caption', *TASK_EVALUATORS])}}} "
-                                            "picks the task (default caption)")
-    parser.add_argument("--model", help="a captioner .keras file")
-    parser.add_argument("--data", help="a beam_jobs.preprocess output directory")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--max-length", type=int, default=DecodeConfig.max_length)
-    parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--output", help="where results go (default: next to the model)")
-    parser.add_argument("--results", help="a COCO-format results JSON to score")
-    parser.add_argument("--annotations", help="COCO caption annotations to score --results against")
-    args = parser.parse_args(rest)
-    if args.results:
-        if not args.annotations:
-            parser.error("--results needs --annotations")
-        return _score_results_cli(args)
-    if not (args.model and args.data):
-        parser.error("give --model and --data, or --results and --annotations")
-    return _evaluate_model_cli(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -59,9 +59,7 @@ import tensorflow as tf
 
 from vcaption import decoding, images, text
 from vcaption.config import DecodeConfig
-from vcaption.runtime.export_core import (PYTHON_OPS, SERVING_EXTRA_OPS, WARMUP_FILE,  # noqa: F401
-                                           check_ops, save_versioned, saved_model_op_types,
-                                           warmup_jpeg)
+from vcaption.runtime.export_core import save_versioned, warmup_jpeg
 
 
 # Upper bound on `caption_sample`'s num_samples: the decoding state grows as batch × num_samples.

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from vcaption.layers import IMAGE_ENCODER_KEYS, BroadcastTime, CaptionerBase, Recurrence
+from vcaption.layers import BroadcastTime, CaptionerBase, Recurrence
 
 VARIANTS = ("1u", "2u", "2f")
 

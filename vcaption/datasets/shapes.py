@@ -27,12 +27,11 @@ Generation is deterministic: every image and video draws from its own random str
 whether 30 or 2000 images are generated.
 
 Usage:
-    python -m vcaption.datasets.shapes --out /tmp/shapes --images 2000 --videos 200
+    python -m vcaption.datasets.shapes --output /tmp/shapes --num-images 2000 --num-videos 200
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -1109,21 +1108,27 @@ def _summary(paths: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m vcaption.datasets.shapes",
-        description="Generate the shapes world in public dataset formats.")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--images", type=int, default=2000, help="number of images")
-    parser.add_argument("--videos", type=int, default=200, help="number of videos")
-    parser.add_argument("--seed", type=int, default=0)
+    from vcaption import cli
+    from vcaption.runtime import logs
+
+    parser = cli.make_parser("python -m vcaption.datasets.shapes",
+                             "Generate the shapes world in public dataset formats.")
+    cli.add_argument(parser, "--output", deprecated=["--out"], required=True, help="output directory")
+    cli.add_argument(parser, "--num-images", deprecated=["--images"], type=int, default=2000,
+                     help="number of images")
+    cli.add_argument(parser, "--num-videos", deprecated=["--videos"], type=int, default=200,
+                     help="number of videos")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     parser.add_argument("--image-size", type=int, default=128, help="image side in pixels")
     parser.add_argument("--video-size", type=int, default=64, help="video frame side in pixels")
-    parser.add_argument("--frames", type=int, default=20, help=f"frames per video (>= {MIN_FRAMES})")
+    cli.add_argument(parser, "--num-frames", deprecated=["--frames"], type=int, default=20,
+                     help=f"frames per video (>= {MIN_FRAMES})")
     args = parser.parse_args(argv)
-    if args.frames < MIN_FRAMES:
-        parser.error(f"--frames must be >= {MIN_FRAMES}")
-    paths = generate(args.out, args.images, args.videos, args.seed, args.image_size,
-                     args.video_size, args.frames)
+    logs.configure(args.verbose)
+    if args.num_frames < MIN_FRAMES:
+        parser.error(f"--num-frames must be >= {MIN_FRAMES}")
+    paths = generate(args.output, args.num_images, args.num_videos, args.seed, args.image_size,
+                     args.video_size, args.num_frames)
     print(_summary(paths))
 
 

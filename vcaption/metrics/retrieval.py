@@ -242,13 +242,13 @@ def format_retrieval_table(rows: Mapping[str, Mapping], title: str = "") -> str:
 
 
 def main(argv=None) -> int:
-    """`python -m vcaption.captioning.evaluation --task retrieval --scores S.npy [--sentences-per-image 5]
+    """`python -m vcaption.evaluate --task retrieval --scores S.npy [--sentences-per-image 5]
     [--texts T.json] [--output metrics.json]`: prints the table for every available protocol."""
     import argparse
     import json
 
     parser = argparse.ArgumentParser(
-        prog="python -m vcaption.captioning.evaluation --task retrieval",
+        prog="python -m vcaption.evaluate --task retrieval",
         description="R@1/5/10 and median rank from a saved score matrix (rows = images, columns = "
                     "sentences, sentence j belongs to image j // sentences-per-image)")
     parser.add_argument("--scores", required=True, help="a .npy score matrix [images, sentences]")

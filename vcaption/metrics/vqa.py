@@ -1,6 +1,6 @@
 """The official VQA accuracy: answer normalisation, leave-one-out accuracy, breakdowns, scorer CLI.
 
-    python -m vcaption.captioning.evaluation --task vqa --results R.json --questions Q.json --annotations A.json
+    python -m vcaption.evaluate --task vqa --results R.json --questions Q.json --annotations A.json
 
 scores a results file in the official format (`[{"question_id": 1, "answer": "red"}, ...]`)
 against a VQA v1 or v2 questions / annotations pair and prints overall, per-answer-type and
@@ -259,8 +259,8 @@ def public(scores: Mapping) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m vcaption.captioning.evaluation --task vqa --results R.json --questions Q.json --annotations A.json`."""
-    parser = argparse.ArgumentParser(prog="python -m vcaption.captioning.evaluation --task vqa",
+    """`python -m vcaption.evaluate --task vqa --results R.json --questions Q.json --annotations A.json`."""
+    parser = argparse.ArgumentParser(prog="python -m vcaption.evaluate --task vqa",
                                      description="Official VQA accuracy of a results file.")
     parser.add_argument("--results", required=True, help='[{"question_id": .., "answer": ..}] JSON')
     parser.add_argument("--questions", required=True, help="VQA v1/v2 *questions.json")

@@ -5,7 +5,7 @@ Production serves `saved_models/<name>/<version>/` with the stock `tensorflow_mo
 
 * `client`    — `PredictionService.Predict` over gRPC (TF Serving protos) and the REST `:predict`
                 form; deadlines, retries with exponential backoff on UNAVAILABLE, many files per
-                request. CLI: `python -m vcaption.serving.client --server HOST:PORT --model NAME FILES...`
+                request. CLI: `python -m vcaption.serving.client --server HOST:PORT --model-name NAME FILES...`
 * `devserver` — `PredictionService` (Predict, GetModelMetadata) and `ModelService`
                 (GetModelStatus) over any SavedModel's signatures, read from a `models.config`.
 * `servables` — loading versions by version policy, validating requests against signatures.

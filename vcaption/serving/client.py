@@ -1,11 +1,11 @@
 """A TF Serving client: gRPC `PredictionService.Predict` and the REST `:predict` form.
 
-    python -m vcaption.serving.client --server localhost:8500 --model lrcn_2f \\
-        [--signature serving_default] [--version N] [--batch_size 16] [--timeout 10] \\
+    python -m vcaption.serving.client --server localhost:8500 --model-name lrcn_2f \\
+        [--signature serving_default] [--version N] [--batch-size 16] [--timeout 30] \\
         [--input temperature=0.8 --input num_samples=8] [--rest] FILES...
 
-reads FILES as encoded bytes, sends them `--batch_size` per request as the signature's string
-input (`--image_input`, default `image_bytes`), and prints one JSON line per file with that row of
+reads FILES as encoded bytes, sends them `--batch-size` per request as the signature's string
+input (`--image-input`, default `image_bytes`), and prints one JSON line per file with that row of
 every output (captions and scores for a captioner). `--input NAME=VALUE` adds other inputs: a
 value for a scalar input is sent as is, for an input with a batch dimension it is repeated once
 per file (e.g. the same question for every image). Its dtype comes from the model's metadata.
@@ -25,7 +25,6 @@ with ServingClient("localhost:8500") as client:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import random
@@ -37,6 +36,9 @@ import urllib.request
 import grpc
 import numpy as np
 import tensorflow as tf
+
+from vcaption import cli
+from vcaption.runtime import logs
 
 DEFAULT_MAX_MESSAGE_BYTES = 128 << 20
 
@@ -209,7 +211,7 @@ def grpc_signature_specs(client: ServingClient, model: str, signature: str,
 def parse_inputs(pairs, specs: dict, image_input: str, num_files: int) -> dict:
     """`NAME=VALUE` strings -> arrays typed by the signature, repeated per file if batched."""
     if image_input not in specs:
-        raise SystemExit(f"--image_input {image_input}: the signature takes {sorted(specs)}")
+        raise SystemExit(f"--image-input {image_input}: the signature takes {sorted(specs)}")
     extra = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
@@ -222,30 +224,36 @@ def parse_inputs(pairs, specs: dict, image_input: str, num_files: int) -> dict:
     return extra
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.serving.client",
-                                     description=__doc__.split("\n\n")[0])
+def build_parser():
+    parser = cli.make_parser("python -m vcaption.serving.client", __doc__.split("\n\n")[0])
     parser.add_argument("--server", required=True, help="HOST:PORT (gRPC, or REST with --rest)")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--version", type=int, default=None)
-    parser.add_argument("--image_input", default="image_bytes",
-                        help="the string input the files go to")
+    cli.add_argument(parser, "--model-name", deprecated=["--model"], required=True,
+                     help="the served model's name (TF Serving model_spec.name)")
+    parser.add_argument("--signature", default="serving_default", help="signature to call")
+    parser.add_argument("--version", type=int, default=None, help="model version (default: the latest)")
+    cli.add_argument(parser, "--image-input", deprecated=["--image_input"], default="image_bytes",
+                     help="the string input the files go to")
     parser.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
-                        help="another input (repeated per file if it has a batch dimension)")
-    parser.add_argument("--batch_size", type=int, default=16, help="files per request")
+                        help="another input (repeated per file if it has a batch dimension); repeatable")
+    cli.add_argument(parser, "--batch-size", deprecated=["--batch_size"], type=int, default=16,
+                     help="files per request")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline per request (s)")
     parser.add_argument("--retries", type=int, default=3, help="retries on UNAVAILABLE")
     parser.add_argument("--rest", action="store_true", help="use the REST API")
-    parser.add_argument("files", nargs="+")
-    args = parser.parse_args(argv)
+    parser.add_argument("files", nargs="+", help="image files to send")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
 
     client = None if args.rest else ServingClient(args.server, args.timeout, args.retries)
     specs = None
     if args.input:  # other inputs are typed (and batched or not) by the model's metadata
-        specs = (rest_signature_specs(args.server, args.model, args.signature, args.version,
+        specs = (rest_signature_specs(args.server, args.model_name, args.signature, args.version,
                                       args.timeout) if client is None else
-                 grpc_signature_specs(client, args.model, args.signature, args.version))
+                 grpc_signature_specs(client, args.model_name, args.signature, args.version))
     failed = 0
     for start in range(0, len(args.files), args.batch_size):
         names = args.files[start:start + args.batch_size]
@@ -258,9 +266,9 @@ def main(argv=None) -> int:
             inputs.update(parse_inputs(args.input, specs, args.image_input, len(names)))
         try:
             if client is not None:
-                outputs = client.predict(args.model, inputs, args.signature, args.version)
+                outputs = client.predict(args.model_name, inputs, args.signature, args.version)
             else:
-                outputs = rest_predict(args.server, args.model, inputs, args.signature,
+                outputs = rest_predict(args.server, args.model_name, inputs, args.signature,
                                        args.version, args.timeout, args.retries)
         except (grpc.RpcError, RuntimeError) as error:
             detail = (f"{error.code().name}: {error.details()}" if isinstance(error, grpc.RpcError)

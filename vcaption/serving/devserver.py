@@ -29,7 +29,6 @@ unless `--host` says otherwise (the container's model server is the one to expos
 
 from __future__ import annotations
 
-import argparse
 import base64
 import concurrent.futures
 import http.server
@@ -44,6 +43,8 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+from vcaption import cli
+from vcaption.runtime import logs
 from vcaption.serving import protos
 from vcaption.serving.batching import BatchOptions, BatchScheduler
 from vcaption.serving.servables import (DEFAULT_MAX_TENSOR_BYTES, ModelRegistry, ServingError,
@@ -469,30 +470,40 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         return {"predictions": [{k: v[i] for k, v in as_json.items()} for i in range(rows)]}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.serving.devserver",
-                                     description=__doc__.split("\n\n")[0])
+def build_parser():
+    # The flags keep TF Serving's own names (--model_config_file, --rest_api_port,
+    # --enable_batching, ...), underscores included, against the kebab-case rule of every other
+    # vcaption command (vcaption/cli.py): this server is a development stand-in for the stock
+    # `tensorflow_model_server`, and the same command line must work with either. Do not rename
+    # them. The few flags the model server lacks (--models_dir, --host, --verbose) follow its style.
+    parser = cli.make_parser("python -m vcaption.serving.devserver", __doc__.split("\n\n")[0])
     parser.add_argument("--model_config_file", required=True, help="text ModelServerConfig")
     parser.add_argument("--models_dir", default=None,
                         help="serve base paths under /models from this directory instead")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     parser.add_argument("--rest_api_port", type=int, default=0,
-                        help="REST port; 0 (default) disables REST, as in the model server")
+                        help="REST port; 0 disables REST, as in the model server")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--enable_batching", action="store_true")
+    parser.add_argument("--enable_batching", action="store_true", help="batch requests server-side")
     parser.add_argument("--batching_parameters_file", default=None,
                         help="text BatchingParameters (default: TF Serving's defaults)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                         help="poll base paths for new versions every N s (0: load once)")
     parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
                         help="re-read the config file every N s (0: never)")
-    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
-    parser.add_argument("--grpc_max_threads", type=int, default=64)
+    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help="refuse larger requests with INVALID_ARGUMENT")
+    parser.add_argument("--grpc_max_threads", type=int, default=64, help="gRPC worker threads")
     parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                         help="threads one op may use (0: TensorFlow's default, all cores)")
     parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                         help="ops run at once in one session run (0: TensorFlow's default)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
     # As in the model server, these size TensorFlow's thread pools and must be set before any op
     # runs. On a small CPU host with batching, 1 and 1 leave the cores to the batch threads and
     # the request handling: a batch run by one thread does not spin the other cores, which the

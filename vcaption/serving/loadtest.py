@@ -1,12 +1,12 @@
 """Load test of a TF Serving gRPC endpoint: QPS, latency percentiles and errors per concurrency.
 
-    python -m vcaption.serving.loadtest --server localhost:8500 --model lrcn_2f \\
-        --concurrency 1,4,16 --duration 30 [--images a.jpg b.jpg] [--batch 1] \\
+    python -m vcaption.serving.loadtest --server localhost:8500 --model-name lrcn_2f \\
+        --concurrency 1,4,16 --duration 30 [--images a.jpg b.jpg | DIR | 'PATTERN'] [--batch-size 1] \\
         [--signature serving_default] [--output /tmp/loadtest]
 
 For each concurrency level C, C closed-loop clients (threads sharing one HTTP/2 channel) send
-`Predict` back to back for `--duration` seconds, each request carrying `--batch` images (default
-one generated JPEG). It prints a table
+`Predict` back to back for `--duration` seconds, each request carrying `--batch-size` images
+(from `--images`; default one generated JPEG). It prints a table
 
 | concurrency | requests | QPS | p50 ms | p95 ms | p99 ms | error rate |
 
@@ -23,7 +23,6 @@ print(format_table(results))
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -33,6 +32,9 @@ import time
 
 import grpc
 import numpy as np
+
+from vcaption import cli
+from vcaption.runtime import logs
 
 
 @dataclasses.dataclass
@@ -166,35 +168,64 @@ def save(results: list[LevelResult], output: str, title: str = "load test") -> t
     return json_path, plot(results, os.path.join(output, "loadtest.png"), title)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vcaption.serving.loadtest",
-                                     description=__doc__.split("\n\n")[0])
+def image_files(specs) -> list[str]:
+    """`--images` values (files, directories, glob patterns) -> the files, in order."""
+    import glob
+
+    files = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            files += sorted(p for p in glob.glob(os.path.join(spec, "*")) if os.path.isfile(p))
+        elif any(c in spec for c in "*?["):
+            files += sorted(p for p in glob.glob(spec) if os.path.isfile(p))
+        else:
+            files.append(spec)
+    if specs and not files:
+        raise SystemExit(f"--images {' '.join(specs)}: no files")
+    return files
+
+
+def build_parser():
+    parser = cli.make_parser("python -m vcaption.serving.loadtest", __doc__.split("\n\n")[0])
     parser.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--signature", default="serving_default")
+    cli.add_argument(parser, "--model-name", deprecated=["--model"], required=True,
+                     help="the served model's name (TF Serving model_spec.name)")
+    parser.add_argument("--signature", default="serving_default", help="signature to call")
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per level")
-    parser.add_argument("--images", nargs="*", default=None, help="default: a generated JPEG")
-    parser.add_argument("--image_input", default="image_bytes")
-    parser.add_argument("--batch", type=int, default=1, help="images per request")
-    parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--label", default="")
-    parser.add_argument("--output", default="/tmp/vcaption_loadtest")
-    args = parser.parse_args(argv)
+    parser.add_argument("--images", nargs="*", default=None,
+                        help="image files, directories or file patterns; default: a generated JPEG")
+    cli.add_argument(parser, "--image-input", deprecated=["--image_input"], default="image_bytes",
+                     help="the string input the images go to")
+    cli.add_argument(parser, "--batch-size", deprecated=["--batch"], type=int, default=1,
+                     help="images per request")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per request (s)")
+    parser.add_argument("--label", default="", help="name of this run in the table and the plot")
+    parser.add_argument("--output", default="/tmp/vcaption_loadtest",
+                        help="directory for loadtest.json and loadtest.png")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
 
     if args.images:
-        payloads = [open(path, "rb").read() for path in args.images]
+        payloads = []
+        for path in image_files(args.images):
+            with open(path, "rb") as f:
+                payloads.append(f.read())
     else:
-        from vcaption.export import warmup_jpeg
+        from vcaption.runtime.export_core import warmup_jpeg
 
         payloads = [warmup_jpeg(64)]
-    batch = [payloads[i % len(payloads)] for i in range(args.batch)]
+    batch = [payloads[i % len(payloads)] for i in range(args.batch_size)]
     levels = [int(c) for c in args.concurrency.split(",")]
-    results = run(levels, args.duration, args.server, args.model,
+    results = run(levels, args.duration, args.server, args.model_name,
                   {args.image_input: np.array(batch, dtype=object)}, args.signature,
                   timeout=args.timeout, label=args.label)
     print(format_table(results))
-    json_path, png = save(results, args.output, f"{args.model} / {args.signature}")
+    json_path, png = save(results, args.output, f"{args.model_name} / {args.signature}")
     print(f"results -> {json_path}\nplot -> {png}")
     return 0
 

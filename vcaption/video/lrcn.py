@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from vcaption.captioning.lrcn import LRCNCaptioner
-from vcaption.layers import IMAGE_ENCODER_KEYS, BroadcastTime, CaptionerBase, Recurrence
+from vcaption.layers import IMAGE_ENCODER_KEYS, Recurrence
 
 # ================================================================================================
 # Video: activity recognition (LRCN §4) and video description (LRCN §6; Venugopalan et al. 2015).
