@@ -46,7 +46,6 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import inference, options
-from vcaption import cli, images
 from vcaption.runtime import logs
 
 NAMESPACE = "vcaption.batch_caption"
@@ -227,13 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="jsonl", choices=["jsonl", "coco"], help="output format")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="beam width; needs --run (an export's width is fixed in its graph)")
-    parser.add_argument("--min-batch-size", type=int, default=1,
-                        help="lower bound of RunInference's adaptive batch size")
-    cli.add_argument(parser, "--batch-size", deprecated=["--max-batch-size"], type=int, default=32,
-                     help="images per SavedModel call at most (upper bound of RunInference's "
-                          "adaptive batch size)")
-    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
-                        help="dead-letter images whose header claims more pixels")
+    inference.add_batching_arguments(parser, "SavedModel call")
     parser.add_argument("--num-shards", type=int, default=0, help="JSONL shards; 0: the runner decides")
     return parser
 

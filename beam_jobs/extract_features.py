@@ -48,7 +48,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import inference, options
-from vcaption import cli, data, encoders, images, records, registry
+from vcaption import data, encoders, images, records, registry
 from vcaption.datasets import base
 from vcaption.runtime import logs
 
@@ -253,13 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed of a random encoder")
     parser.add_argument("--split", default="test", help="split of records made from file patterns")
     parser.add_argument("--drop-images", action="store_true", help="leave the JPEGs out of the records")
-    parser.add_argument("--min-batch-size", type=int, default=1,
-                        help="lower bound of RunInference's adaptive batch size")
-    cli.add_argument(parser, "--batch-size", deprecated=["--max-batch-size"], type=int, default=32,
-                     help="images per encoder call at most (upper bound of RunInference's "
-                          "adaptive batch size)")
-    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
-                        help="dead-letter images whose header claims more pixels")
+    inference.add_batching_arguments(parser, "encoder call")
     parser.add_argument("--num-shards", type=int, default=2, help="shards per split; 0: the runner decides")
     return parser
 

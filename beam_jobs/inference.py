@@ -30,7 +30,7 @@ from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from vcaption import images, ingest, records
+from vcaption import cli, images, ingest, records
 from vcaption.datasets import base
 
 DEAD = "dead_letter"
@@ -308,3 +308,14 @@ def query_counters(result, namespace: str) -> dict:
         value = counter.committed if counter.committed is not None else counter.attempted
         out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + (value or 0)
     return dict(sorted(out.items()))
+
+
+def add_batching_arguments(parser, model_call: str) -> None:
+    """The RunInference batching and image-size flags every inference job shares."""
+    parser.add_argument("--min-batch-size", type=int, default=1,
+                        help="lower bound of RunInference's adaptive batch size")
+    cli.add_argument(parser, "--batch-size", deprecated=["--max-batch-size"], type=int, default=32,
+                     help=f"images per {model_call} at most (upper bound of RunInference's "
+                          "adaptive batch size)")
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
+                        help="dead-letter images whose header claims more pixels")

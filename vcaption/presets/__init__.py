@@ -24,6 +24,7 @@ def get_preset(name: str) -> ExperimentConfig:
     return PRESETS[name]()
 
 
-def summary(name: str) -> str:
-    """The first line of a preset's docstring."""
-    return (PRESETS[name].__doc__ or "").strip().split("\n")[0]
+def summary(name: str, width: int = 100) -> str:
+    """The first paragraph of a preset's docstring, on one line of at most `width` characters."""
+    paragraph = " ".join((PRESETS[name].__doc__ or "").strip().split("\n\n")[0].split())
+    return paragraph if len(paragraph) <= width else paragraph[:width - 3].rsplit(" ", 1)[0] + "..."
