@@ -26,8 +26,11 @@ def lrcn_2f() -> ExperimentConfig:
     Command: `python -m vcaption.train` (the default preset): the 18,000-image built-in world,
     4 epochs (4,500 steps of 64 captions), no dropout, `model.dtype="auto"` (mixed bf16 on this
     CPU's AMX).
-    Result, test split, beam 3, from a fresh venv including install (README's first line,
-    2026-11-22), 13.6 min (training 474 s, blind LM 70 s): BLEU-4 0.733, METEOR 0.518,
+    Result after the family-folder move (fresh clone and venv, README's first line, 2026-12-04):
+    14.1 min (training 517 s, blind LM 110 s, stopped early after 1,200 steps), BLEU-4 0.788,
+    METEOR 0.539, ROUGE-L 0.861, CIDEr-D 4.10, perplexity 1.68; blind LM CIDEr-D 0.56; nearest
+    neighbour CIDEr-D 4.08.
+    Before it, from a fresh venv including install (2026-11-22), 13.6 min (training 474 s, blind LM 70 s): BLEU-4 0.733, METEOR 0.518,
     ROUGE-L 0.851, CIDEr-D 4.05, perplexity 1.70; blind LM CIDEr-D 0.57 (stopped early after
     900 steps), so 7.1x; nearest neighbour CIDEr-D 4.05. Again on a fresh clone and venv: 13.0 min,
     CIDEr-D 4.19, BLEU-4 0.784, blind LM 0.59 (7.2x). An earlier fresh run of the same settings
