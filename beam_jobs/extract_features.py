@@ -50,10 +50,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import inference, options
 from vcaption import data, encoders, images, records, registry
 from vcaption.datasets import base
-from vcaption.runtime import logs
+from vcaption.runtime import logs, prepared_data
+from vcaption.runtime.prepared_data import PreparedData
 
 NAMESPACE = "vcaption.extract_features"
-COPIED_FILES = ("vocab.txt", "vocab_counts.txt", "answers.txt", "labels.txt")
 
 
 def load_encoder(spec: dict):
@@ -179,7 +179,7 @@ def resolve_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str], str | N
 
     if len(inputs) == 1 and tf.io.gfile.isdir(inputs[0]):
         directory = inputs[0]
-        if not tf.io.gfile.exists(os.path.join(directory, "vocab.txt")):
+        if not PreparedData(directory).exists(prepared_data.VOCABULARY):
             raise FileNotFoundError(f"{directory!r} is not a beam_jobs.preprocess output (no vocab.txt); "
                                     "pass a file pattern to encode image files")
         splits = [s for s in base.SPLITS if tf.io.gfile.glob(data.split_pattern(directory, s))]
@@ -228,7 +228,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, patterns: 
             encoded.records | "RecordCounts" >> beam.FlatMap(lambda r: r[2]),
             dead | "DeadLetterCounts" >> beam.FlatMap(inference.dead_letter_counts)])
          | "WriteStats" >> beam.Map(lambda counts: inference.write_json(
-             os.path.join(out, "stats.json"), make_stats(counts, source_stats, settings))))
+             os.path.join(out, prepared_data.STATS), make_stats(counts, source_stats, settings))))
 
 
 def encoder_spec(args: argparse.Namespace) -> dict:
@@ -273,17 +273,16 @@ def execute(args: argparse.Namespace, beam_args: Sequence[str]) -> dict:
     source_stats = {}
     tf.io.gfile.makedirs(args.output)
     if directory is not None:
-        for name in COPIED_FILES:
-            if tf.io.gfile.exists(os.path.join(directory, name)):
-                tf.io.gfile.copy(os.path.join(directory, name), os.path.join(args.output, name),
-                                 overwrite=True)
-        if tf.io.gfile.exists(os.path.join(directory, "stats.json")):
-            source_stats = inference.read_json(os.path.join(directory, "stats.json"))
+        # Not its stats.json: this job writes its own, last, so that it marks a finished output.
+        source = PreparedData(directory)
+        source.copy_assets(args.output, prepared_data.VOCABULARIES)
+        if source.exists(prepared_data.STATS):
+            source_stats = source.stats
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     build_pipeline(pipeline, args, patterns, splits, source_stats)
     result = pipeline.run()
     result.wait_until_finish()
-    stats = inference.read_json(os.path.join(args.output, "stats.json"))
+    stats = PreparedData(args.output).stats
     stats["counters"] = inference.query_counters(result, NAMESPACE)
     summary = stats["features"]
     print(f"extract_features: read={summary['read']} written={summary['written']} "

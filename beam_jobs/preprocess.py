@@ -42,7 +42,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import options
 from vcaption import ingest, text
 from vcaption.datasets import base, registry
-from vcaption.runtime import logs
+from vcaption.runtime import logs, prepared_data
+from vcaption.runtime.prepared_data import PreparedData
 
 DEAD = "dead_letter"
 METRICS_NAMESPACE = "vcaption.preprocess"
@@ -208,12 +209,12 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
          | "WriteDeadLetters" >> beam.io.WriteToText(os.path.join(out, DEAD), file_name_suffix=".jsonl"))
 
     _ = vocabulary | "WriteVocabulary" >> beam.Map(lambda v: (
-        _write_text(os.path.join(out, "vocab.txt"), "\n".join(v[0]) + "\n"),
-        _write_text(os.path.join(out, "vocab_counts.txt"), "\n".join(map(str, v[1])) + "\n")))
+        _write_text(os.path.join(out, prepared_data.VOCABULARY), "\n".join(v[0]) + "\n"),
+        _write_text(os.path.join(out, prepared_data.WORD_COUNTS), "\n".join(map(str, v[1])) + "\n")))
     _ = answers | "WriteAnswers" >> beam.Map(
-        lambda a: _write_text(os.path.join(out, "answers.txt"), "".join(x + "\n" for x in a)))
+        lambda a: _write_text(os.path.join(out, prepared_data.ANSWERS), "".join(x + "\n" for x in a)))
     _ = labels | "WriteLabels" >> beam.Map(
-        lambda ls: _write_text(os.path.join(out, "labels.txt"), "".join(x + "\n" for x in ls)))
+        lambda ls: _write_text(os.path.join(out, prepared_data.LABELS), "".join(x + "\n" for x in ls)))
 
     settings = {"format": args.format, "input": args.input, "image_size": args.image_size,
                 "max_length": args.max_length, "min_count": args.min_count}
@@ -225,7 +226,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
          | "MakeStats" >> beam.Map(make_stats, beam.pvalue.AsSingleton(vocabulary),
                                    beam.pvalue.AsSingleton(answers), beam.pvalue.AsSingleton(labels),
                                    settings)
-         | "WriteStats" >> beam.Map(lambda s: _write_text(os.path.join(out, "stats.json"),
+         | "WriteStats" >> beam.Map(lambda s: _write_text(os.path.join(out, prepared_data.STATS),
                                                           json.dumps(s, indent=2, sort_keys=True))))
 
 
@@ -270,12 +271,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def execute(args: argparse.Namespace, beam_args: Sequence[str]) -> dict:
     """Runs the job on parsed options and returns stats.json as a dict."""
-    import tensorflow as tf
-
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         build_pipeline(pipeline, args)
-    with tf.io.gfile.GFile(os.path.join(args.output, "stats.json")) as f:
-        stats = json.load(f)
+    stats = PreparedData(args.output).stats
     written = sum(stats["examples"].values())
     print(f"preprocess: {written} records {stats['examples']}, vocab_words={stats['vocab_words']}, "
           f"dead letters={stats['dead_letter']['total']} {stats['dead_letter']['by_reason']} -> {args.output}")

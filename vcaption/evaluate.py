@@ -64,12 +64,13 @@ def model_paths(model: str) -> tuple[str, str]:
 
 
 def evaluate_model(args: argparse.Namespace) -> int:
-    from vcaption import registry, text, visualize
+    from vcaption import registry, visualize
     from vcaption.captioning import baselines, evaluation
+    from vcaption.runtime.prepared_data import PreparedData
 
     model_path, blind_path = model_paths(args.model)
     model = registry.load_model(model_path)
-    vocab = text.Vocabulary(os.path.join(args.data, "vocab.txt"))
+    vocab = PreparedData(args.data).vocabulary()
     decode = DecodeConfig(beam_size=args.beam_size, max_length=args.max_length, alpha=args.alpha)
     image_size = model.image_size or 64
     feature_dim = model.feature_dim if model.encoder_name == "features" else None

@@ -12,13 +12,13 @@ own imports, included, as a user would see them; use more images to amortise the
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
 from vcaption import cli
 from vcaption.bench import report_worker_scaling, run_job
 from vcaption.runtime import logs
+from vcaption.runtime.prepared_data import PreparedData
 
 
 def _run(dataset_json: str, output: str, workers: int, image_size: int, verbose: bool) -> tuple[float, int]:
@@ -26,9 +26,7 @@ def _run(dataset_json: str, output: str, workers: int, image_size: int, verbose:
         "--format", "karpathy", "--input", dataset_json, "--output", output,
         "--image-size", str(image_size), "--direct_num_workers", str(workers),
         "--direct_running_mode", "multi_processing"], verbose)
-    with open(os.path.join(output, "stats.json")) as f:
-        stats = json.load(f)
-    return seconds, sum(stats["examples"].values())
+    return seconds, sum(PreparedData(output).stats["examples"].values())
 
 
 def build_parser():

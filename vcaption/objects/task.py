@@ -35,7 +35,7 @@ from vcaption.objects.labels import LabelVocabulary, make_dataset, targets_frequ
 from vcaption.runtime import builtin_data, devices
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
-from vcaption.runtime.task import System, Task, Trained
+from vcaption.runtime.task import System, Task, Trained, task_settings
 from vcaption.runtime.trainer import TrainingPlan, steps_per_epoch
 
 DEFAULT_TASK_ARGS = {"max_phrases": 1000}
@@ -46,11 +46,7 @@ LABELS_FILE = "labels.txt"
 
 def task_args(cfg: ExperimentConfig) -> dict:
     """The preset's `task_args` over `DEFAULT_TASK_ARGS`; unknown settings are an error."""
-    unknown = set(cfg.task_args) - set(DEFAULT_TASK_ARGS)
-    if unknown:
-        raise ValueError(f"unknown objects task settings {sorted(unknown)}; "
-                         f"known: {sorted(DEFAULT_TASK_ARGS)}")
-    return {**DEFAULT_TASK_ARGS, **cfg.task_args}
+    return task_settings(cfg, DEFAULT_TASK_ARGS)
 
 
 def build_model(cfg: ExperimentConfig, labels: LabelVocabulary):

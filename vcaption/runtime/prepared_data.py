@@ -31,8 +31,10 @@ WORD_COUNTS = "vocab_counts.txt"
 ANSWERS = "answers.txt"
 LABELS = "labels.txt"
 STATS = "stats.json"
+# The vocabularies a model is trained with: what a derived output (features) carries along.
+VOCABULARIES = (VOCABULARY, WORD_COUNTS, ANSWERS, LABELS)
 # What a run keeps of its data: every file the model's export or evaluation needs, no records.
-ASSETS = (VOCABULARY, WORD_COUNTS, ANSWERS, LABELS, STATS)
+ASSETS = (*VOCABULARIES, STATS)
 
 
 def absolute(path: str) -> str:
@@ -110,10 +112,10 @@ class PreparedData:
         """True when the job finished: stats.json is written last."""
         return self.exists(STATS)
 
-    def copy_assets(self, destination: str) -> "PreparedData":
-        """Copies the small files (`ASSETS`, those present) to `destination`; returns that copy."""
+    def copy_assets(self, destination: str, names=ASSETS) -> "PreparedData":
+        """Copies the small files `names` (those present) to `destination`; returns that copy."""
         tf.io.gfile.makedirs(destination)
-        for name in ASSETS:
+        for name in names:
             if self.exists(name):
                 tf.io.gfile.copy(self.path(name), os.path.join(destination, name), overwrite=True)
         return PreparedData(destination)

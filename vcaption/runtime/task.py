@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import keras
 
@@ -112,6 +112,15 @@ class Task:
                 print(f"SavedModel -> {path}")
         print(f"metrics -> {run.write_metrics(result)}")
         return result
+
+
+def task_settings(cfg: ExperimentConfig, defaults: Mapping[str, Any]) -> dict:
+    """`defaults` with the preset's `task_args` (`--set task.<name>=value`) over them; a setting
+    the task does not know is an error naming it (a typo would otherwise be ignored)."""
+    unknown = set(cfg.task_args) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {cfg.task} task settings {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **cfg.task_args}
 
 
 def get_task(name: str) -> Task:

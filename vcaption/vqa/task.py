@@ -34,7 +34,7 @@ from vcaption.metrics import vqa as vqa_metrics
 from vcaption.runtime import builtin_data, devices
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
-from vcaption.runtime.task import System, Task, Trained
+from vcaption.runtime.task import System, Task, Trained, task_settings
 from vcaption.runtime.trainer import TrainingPlan, steps_per_epoch
 from vcaption.vqa import evaluation
 from vcaption.vqa import export as vqa_export
@@ -51,10 +51,7 @@ PRIOR = "prior per question type"
 
 def task_args(cfg: ExperimentConfig) -> dict:
     """The preset's `task_args` over `DEFAULT_TASK_ARGS`; unknown settings are an error."""
-    unknown = set(cfg.task_args) - set(DEFAULT_TASK_ARGS)
-    if unknown:
-        raise ValueError(f"unknown vqa task settings {sorted(unknown)}; known: {sorted(DEFAULT_TASK_ARGS)}")
-    return {**DEFAULT_TASK_ARGS, **cfg.task_args}
+    return task_settings(cfg, DEFAULT_TASK_ARGS)
 
 
 def build_model(cfg: ExperimentConfig, vocab_size: int, num_answers: int, blind: bool = False,
