@@ -22,6 +22,10 @@ class DataConfig:
         shapes_root: where the built-in world and its records live.
         shapes_images: images of the built-in world.
         shapes_seed: seed of the built-in world.
+        shapes_novel_images: images of the built-in world's `test_novel` split (compositions held
+            out of every other split, `vcaption.datasets.shapes.HeldOut`); 0: no such split.
+        shapes_cluttered: the built-in world's harder images (1-6 objects, varied sizes and
+            overlaps, textured noisy background; `shapes.sample_scene(cluttered=True)`).
         image_size: side of the square images the model sees.
         min_count: vocabulary threshold when preprocessing the built-in world.
         max_length: caption length limit T (words) when preprocessing the built-in world.
@@ -35,6 +39,8 @@ class DataConfig:
     # the 18,000 images takes ~1.5 min; the VQA preset uses the same world.
     shapes_images: int = 18000
     shapes_seed: int = 0
+    shapes_novel_images: int = 0
+    shapes_cluttered: bool = False
     image_size: int = 64
     min_count: int = 5
     max_length: int = 16

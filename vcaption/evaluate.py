@@ -53,7 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="where results go (default: next to the model)")
     parser.add_argument("--results", help="a COCO-format results JSON to score")
     parser.add_argument("--annotations", help="COCO caption annotations to score --results against")
+    parser.add_argument("--scenes", help="the shapes world's scenes.json: also print scene-grounding "
+                                         "metrics (object precision/recall, CHAIR, binding, counts, "
+                                         "relations, held-out-pair recall)")
     return parser
+
+
+def print_grounding(candidates_by_system: dict, scenes_path: str | None, title: str) -> dict:
+    """Scene-grounding metrics of each system's captions (`vcaption.metrics.grounding`), printed."""
+    if not scenes_path:
+        return {}
+    from vcaption.captioning import evaluation
+    from vcaption.metrics import grounding
+
+    scenes, held_out = grounding.load_scenes(scenes_path)
+    rows = {name: grounding.grounding_scores(c, scenes, held_out) for name, c in candidates_by_system.items()}
+    print(evaluation.format_grounding_table(rows, title))
+    return rows
 
 
 def model_paths(model: str) -> tuple[str, str]:
@@ -77,13 +93,17 @@ def evaluate_model(args: argparse.Namespace) -> int:
     scores = evaluation.evaluate_captioner(model, vocab, args.data, args.split, decode, image_size,
                                           feature_dim, spice=True)
     rows = {"model": evaluation.public_metrics(scores)}
+    candidates = {"model": scores["candidates"]}
     if os.path.exists(blind_path):
         blind_model = registry.load_model(blind_path)
-        rows["blind LM"] = evaluation.public_metrics(evaluation.evaluate_captioner(
-            blind_model, vocab, args.data, args.split, decode, image_size, feature_dim, blind=True))
-    rows["nearest neighbour"] = baselines.nearest_neighbour_baseline(model, args.data, args.split,
-                                                                     image_size, feature_dim)
+        blind = evaluation.evaluate_captioner(blind_model, vocab, args.data, args.split, decode, image_size,
+                                              feature_dim, blind=True)
+        rows["blind LM"], candidates["blind LM"] = evaluation.public_metrics(blind), blind["candidates"]
+    neighbour = baselines.NearestNeighbourIndex(model.encoder, args.data, image_size, feature_dim).evaluate(args.split)
+    candidates["nearest neighbour"] = neighbour.pop("candidates")
+    rows["nearest neighbour"] = neighbour
     print(evaluation.format_table(rows, f"{args.split} split, beam {args.beam_size}: {model_path}"))
+    print_grounding(candidates, args.scenes, f"{args.split} split: scene grounding")
     out_dir = args.output or os.path.dirname(model_path) or "."
     os.makedirs(out_dir, exist_ok=True)
     evaluation.write_results(os.path.join(out_dir, f"results_{args.split}.json"), scores["candidates"])
@@ -102,7 +122,8 @@ def score_results(args: argparse.Namespace) -> int:
     scores = caption_metrics.score_captions(references, candidates, spice=True)
     print(evaluation.format_table({os.path.basename(args.results): scores},
                                   f"{len(candidates)} images scored against {args.annotations}"))
-    print(json.dumps(scores, indent=1))
+    grounded = print_grounding({os.path.basename(args.results): candidates}, args.scenes, "scene grounding")
+    print(json.dumps({**scores, **({"grounding": next(iter(grounded.values()))} if grounded else {})}, indent=1))
     return 0
 
 

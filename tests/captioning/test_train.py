@@ -222,3 +222,33 @@ def test_blind_baseline_stops_early_on_validation_loss_and_is_not_retrained(shap
                        verbose=0) == result
     for mine, theirs in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.slow
+def test_novel_split_world_reports_both_splits_with_grounding(tmp_path):
+    """A built-in world with a test_novel split: metrics.json keeps the test layout and adds a
+    test_novel block of the same shape; every system has a grounding block on both splits."""
+    args = train.parse_args(["--epochs", "1", "--batch-size", "16", *TINY,
+                             "--set", f"data.shapes_root={str(tmp_path / 'shapes')!r}",
+                             "--set", "data.shapes_images=80", "--set", "data.shapes_novel_images=20",
+                             "--set", "data.min_count=1"])
+    result = run_preset(train.config_from_args(args), str(tmp_path / "run"), verbose=0)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    novel = written["test_novel"]
+    assert novel["split"] == "test_novel"
+    for block in (written, novel):
+        for system in (block["model"], block["baselines"]["blind"], block["baselines"]["nearest_neighbour"]):
+            assert {"CIDEr", "Bleu_4", "grounding"} <= set(system)
+            assert 0.0 <= system["grounding"]["chair_s"] <= 1.0
+    assert "perplexity" in novel["model"] and "perplexity" in novel["baselines"]["blind"]
+    assert novel["model"]["grounding"]["held_out_pairs_present"] > 0
+    results = json.loads((tmp_path / "run" / "results_test_novel.json").read_text())
+    assert len(results) == 20 and all({"image_id", "caption"} == set(r) for r in results)
+    # the grounding block is a recount of results_test_novel.json against the world's scenes
+    from vcaption.metrics import grounding
+    scenes, held_out = grounding.load_scenes(str(tmp_path / "shapes" / "world-novel20" / "scenes.json"))
+    recount = grounding.grounding_scores({str(r["image_id"]): r["caption"] for r in results}, scenes, held_out)
+    assert recount == novel["model"]["grounding"]
+    for name in ("results_test.json", "caption_grid_test.png", "caption_grid_test_novel.png"):
+        assert (tmp_path / "run" / name).exists(), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ import pytest
 from vcaption import text
 from vcaption.datasets import shapes
 
+PLAIN_SPLITS = ("train", "val", "test")  # a world without a novel split
 SMALL = dict(num_images=12, num_videos=3, image_size=64, video_size=32, num_frames=16)
 SHAPE_WORDS = {"circle": "circle", "ball": "circle", "square": "square", "box": "square",
                "triangle": "triangle", "diamond": "diamond"}
@@ -73,7 +75,7 @@ def _caption_facts_hold(caption: str, scene: shapes.Scene) -> None:
         rel = rel.replace("to the ", "")
         firsts = [o for o in objects if (o.colour, o.shape) == (c1, SHAPE_WORDS[s1])]
         seconds = [o for o in objects if (o.colour, o.shape) == (c2, SHAPE_WORDS[s2])]
-        assert any(a is not b and shapes._relations(a, b)[rel] for a in firsts for b in seconds), \
+        assert any(a is not b and shapes.relations(a, b)[rel] for a in firsts for b in seconds), \
             caption
 
 
@@ -222,7 +224,7 @@ def test_human_answers_mostly_correct_and_normalise_to_the_answer():
 def test_vqa_files(shapes_world):
     images = {s["id"]: s for s in _load(shapes_world / "scenes.json")["images"]}
     seen_types = set()
-    for split in shapes.SPLITS:
+    for split in PLAIN_SPLITS:
         questions = _load(shapes_world / "vqa" / f"v2_OpenEnded_shapes_{split}_questions.json")
         annotations = _load(shapes_world / "vqa" / f"v2_shapes_{split}_annotations.json")
         assert questions["task_type"] == "Open-Ended" and questions["data_subtype"] == split
@@ -335,7 +337,7 @@ def test_all_formats_agree(shapes_world):
         assert (root / image["filepath"] / image["filename"]).exists()
 
     categories = None
-    for split in shapes.SPLITS:
+    for split in PLAIN_SPLITS:
         caps = _load(root / "annotations" / f"captions_shapes_{split}.json")
         inst = _load(root / "annotations" / f"instances_shapes_{split}.json")
         ids = {i for i, s in splits.items() if s == split}
@@ -381,7 +383,7 @@ def test_all_formats_agree(shapes_world):
                and d["flickr_id"] is None for d in image_data)
     dense = _load(vg / "densecap_splits.json")
     assert {s: sorted(v) for s, v in dense.items()} == {
-        s: sorted(i for i, x in splits.items() if x == s) for s in shapes.SPLITS}
+        s: sorted(i for i, x in splits.items() if x == s) for s in PLAIN_SPLITS}
 
 
 def _tree_bytes(root: pathlib.Path) -> dict[str, bytes]:
@@ -420,3 +422,144 @@ def test_cli(tmp_path):
     assert len(_load(out / "dataset_shapes.json")["images"]) == 6
     bad = subprocess.run(command[:-1] + ["8"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode != 0 and "--frames" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The novel-composition split
+
+
+def _held_out_claims(text_: str, held_out: shapes.HeldOut) -> list:
+    """The held-out compositions a sentence names: bound (colour, shape) pairs and relations."""
+    from vcaption.metrics import grounding
+
+    parsed = grounding.parse_caption(text_)
+    pairs = [(m.colour, m.shape) for m in parsed.mentions if (m.colour, m.shape) in held_out.colour_shapes]
+    relations = [(a.shape, r, b.shape) for a, r, b in parsed.relations
+                 if (a.shape, r, b.shape) in held_out.relations
+                 or (b.shape, shapes.CONVERSE_RELATION[r], a.shape) in held_out.relations]
+    return pairs + relations
+
+
+@pytest.fixture(scope="module")
+def novel_world(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("novel"))
+    paths = shapes.generate(out, num_images=160, num_videos=12, image_size=48, video_size=32,
+                            num_frames=16, num_novel_images=30, num_novel_videos=4)
+    return out, paths
+
+
+def test_no_held_out_composition_outside_test_novel(novel_world):
+    out, paths = novel_world
+    scenes = _load(paths["scenes"])
+    held_out = shapes.HeldOut.from_json(scenes["held_out"])
+    assert held_out == shapes.DEFAULT_HELD_OUT
+    by_id = {s["id"]: s for s in scenes["images"]}
+
+    def scene_of(truth):
+        return shapes.Scene(tuple(shapes.SceneObject(o["shape"], o["colour"], o["size"], o["row"], o["col"])
+                                  for o in truth["objects"]))
+
+    splits = collections.Counter()
+    for image in _load(paths["karpathy"])["images"]:
+        split = image["split"]
+        splits[split] += 1
+        scene = scene_of(by_id[image["cocoid"]])
+        if split == "test_novel":
+            assert held_out.in_scene(scene), image["cocoid"]
+            continue
+        assert not held_out.in_scene(scene), (image["cocoid"], scene)
+        for sentence in image["sentences"]:
+            assert not _held_out_claims(sentence["raw"], held_out), sentence["raw"]
+    assert splits["test_novel"] == 30 and splits["train"] > 100
+    # Every other text of the non-novel splits: VQA questions, Visual Genome phrases, video captions.
+    for split in ("train", "val", "test"):
+        for q in _load(paths["vqa_questions"][split])["questions"]:
+            assert not _held_out_claims(q["question"], held_out), q["question"]
+    densecap = _load(paths["visual_genome"]["splits"])
+    novel_ids = set(densecap["test_novel"])
+    for image in _load(paths["visual_genome"]["regions"]):
+        for region in image["regions"]:
+            if image["id"] not in novel_ids:
+                assert not _held_out_claims(region["phrase"], held_out), region["phrase"]
+    info = _load(paths["msrvtt"]["info"])
+    novel_videos = {v["video_id"] for v in info["videos"] if v["split"] == "test_novel"}
+    assert len(novel_videos) == 4
+    for sentence in info["sentences"]:
+        claims = _held_out_claims(sentence["caption"], held_out)
+        if sentence["video_id"] in novel_videos:
+            continue
+        assert not claims, sentence["caption"]
+    for video in scenes["videos"]:
+        pair = (video["object"]["colour"], video["object"]["shape"])
+        assert (pair in held_out.colour_shapes) == (video["split"] == "test_novel")
+
+
+def test_every_format_carries_test_novel(novel_world):
+    out, paths = novel_world
+    from vcaption.datasets import coco, flickr8k, karpathy, msvd, visual_genome, vqa
+
+    def novel_count(reader_output):
+        return sum(getattr(e, "split", None) == "test_novel" for e in reader_output)
+
+    assert novel_count(karpathy.read(paths["karpathy"])) == 30
+    assert novel_count(coco.read(paths["coco_captions"]["test_novel"])) == 30
+    assert novel_count(flickr8k.read(paths["flickr8k"]["tokens"], paths["images"])) == 30
+    assert novel_count(visual_genome.read(paths["visual_genome"]["regions"])) == 30
+    questions = _load(paths["vqa_questions"]["test_novel"])["questions"]
+    assert novel_count(vqa.read(paths["vqa_questions"]["test_novel"])) == len(questions) > 30
+    assert novel_count(msvd.read(paths["msrvtt"]["info"])) == 4
+
+
+def test_plain_world_has_no_novel_split(tmp_path):
+    paths = shapes.generate(str(tmp_path), **SMALL)
+    assert "held_out" not in _load(paths["scenes"])
+    assert set(paths["coco_captions"]) == {"train", "val", "test"}
+    assert "test_novel" not in _load(paths["visual_genome"]["splits"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The cluttered world
+
+
+def test_cluttered_scenes_vary_and_their_captions_stay_true():
+    from vcaption.metrics import grounding
+
+    counts, scales, captions, scenes = collections.Counter(), [], {}, {}
+    for index in range(400):
+        rng = np.random.default_rng([3, 0, index])
+        scene = shapes.sample_scene(rng, cluttered=True)
+        counts[len(scene.objects)] += 1
+        scales += [o.scale for o in scene.objects]
+        objects = [{"shape": o.shape, "colour": o.colour, "size": o.size, "row": o.row, "col": o.col}
+                   for o in scene.objects]
+        for k, caption in enumerate(shapes.scene_captions(scene, rng)):
+            assert shapes.num_tokens(caption) <= shapes.MAX_CAPTION_TOKENS, caption
+            captions[f"{index}#{k}"], scenes[f"{index}#{k}"] = caption, {"objects": objects}
+        image = shapes.render_scene(scene, 64)
+        assert image.shape == (64, 64, 3)
+        for obj in scene.objects:
+            x, y, w, h = shapes.object_box(obj, 64)
+            assert 0 <= x and x + w <= 64 and 0 <= y and y + h <= 64
+    assert set(counts) == {1, 2, 3, 4, 5, 6}
+    assert min(scales) < 0.9 and max(scales) > 1.2  # sizes vary within their class
+    result = grounding.grounding_scores(captions, scenes)
+    assert result["object_precision"] == 1.0 and result["binding_accuracy"] == 1.0
+    assert result["count_accuracy"] == 1.0 and result["relation_accuracy"] == 1.0
+
+
+def test_cluttered_background_is_noisy_and_deterministic():
+    scene = shapes.sample_scene(np.random.default_rng(1), cluttered=True)
+    image = shapes.render_scene(scene, 64)
+    assert np.array_equal(image, shapes.render_scene(scene, 64))
+    plain = shapes.render_scene(dataclasses.replace(scene, texture_seed=None), 64)
+    assert len(np.unique(plain.reshape(-1, 3), axis=0)) <= len(scene.objects) + 1
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 500  # noise everywhere
+
+
+def test_large_cluttered_objects_can_overlap_a_neighbour():
+    big = shapes.SceneObject("square", "red", "large", 1, 0, scale=1.35)
+    right = shapes.SceneObject("circle", "blue", "large", 1, 1, scale=1.35)
+    (x0, _, w0, _), (x1, _, _, _) = shapes.object_box(big, 96), shapes.object_box(right, 96)
+    assert x0 + w0 > x1  # the boxes overlap: the circle, drawn later, hides part of the square
+    image = shapes.render_scene(shapes.Scene((big, right)), 96)
+    assert tuple(image[48, x1 + 1]) == shapes.COLOURS["blue"]

@@ -70,25 +70,41 @@ def consensus_caption(candidates: list[str]) -> str:
     return candidates[int(np.argmax(np.round(similarity.sum(1), 9)))]
 
 
-def nearest_neighbour_captions(encoder, data_dir: str, split: str, image_size: int,
-                               feature_dim: int | None, k: int = 5) -> tuple[dict, dict]:
-    """(image id -> retrieved caption, image id -> references) for every image of `split`."""
-    train = data.make_dataset(data_dir, "train", "caption_eval", batch_size=128, image_size=image_size,
-                              feature_dim=feature_dim)
-    query = data.make_dataset(data_dir, split, "caption_eval", batch_size=128, image_size=image_size,
-                              feature_dim=feature_dim)
-    _, train_features, train_captions = _embed(encoder, train)
-    query_ids, query_features, query_references = _embed(encoder, query)
-    similarity = query_features @ train_features.T  # [queries, train images]
-    neighbours = np.argsort(-similarity, axis=1)[:, :k]  # [queries, k]
-    retrieved = {qid: consensus_caption([c for n in row for c in train_captions[n]])
-                 for qid, row in zip(query_ids, neighbours)}
-    return retrieved, dict(zip(query_ids, query_references))
+class NearestNeighbourIndex:
+    """The training images embedded once by a captioner's encoder, to retrieve for any split.
 
+    Args:
+        encoder: the captioner's visual encoder.
+        data_dir: a preprocessing output directory.
+        image_size: side of the images the encoder sees.
+        feature_dim: set when the records hold precomputed features instead of images.
+        k: neighbours whose captions vote (Devlin et al. use k up to 90 on COCO; 5 suffices here).
 
-def nearest_neighbour_baseline(model, data_dir: str, split: str, image_size: int,
-                               feature_dim: int | None, k: int = 5) -> dict:
-    """pycocoevalcap metrics of nearest-neighbour retrieval in the captioner's encoder space."""
-    retrieved, references = nearest_neighbour_captions(model.encoder, data_dir, split, image_size,
-                                                       feature_dim, k)
-    return caption_metrics.score_captions(references, retrieved, spice=False)
+    Example:
+        >>> index = NearestNeighbourIndex(model.encoder, data_dir, 64, None)
+        >>> retrieved, references = index.captions("test")
+    """
+
+    def __init__(self, encoder, data_dir: str, image_size: int, feature_dim: int | None, k: int = 5):
+        self.encoder, self.data_dir, self.k = encoder, data_dir, k
+        self.image_size, self.feature_dim = image_size, feature_dim
+        _, self.train_features, self.train_captions = _embed(encoder, self._dataset("train"))
+
+    def _dataset(self, split: str):
+        return data.make_dataset(self.data_dir, split, "caption_eval", batch_size=128,
+                                 image_size=self.image_size, feature_dim=self.feature_dim)
+
+    def captions(self, split: str) -> tuple[dict, dict]:
+        """(image id -> retrieved caption, image id -> references) for every image of `split`."""
+        query_ids, query_features, query_references = _embed(self.encoder, self._dataset(split))
+        similarity = query_features @ self.train_features.T  # [queries, train images]
+        neighbours = np.argsort(-similarity, axis=1)[:, :self.k]  # [queries, k]
+        retrieved = {qid: consensus_caption([c for n in row for c in self.train_captions[n]])
+                     for qid, row in zip(query_ids, neighbours)}
+        return retrieved, dict(zip(query_ids, query_references))
+
+    def evaluate(self, split: str) -> dict:
+        """pycocoevalcap metrics of the retrieved captions, with "candidates" (image id -> caption)."""
+        retrieved, references = self.captions(split)
+        return {**caption_metrics.score_captions(references, retrieved, spice=False), "candidates": retrieved}
+

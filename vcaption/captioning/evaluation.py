@@ -109,6 +109,22 @@ def format_table(rows: Mapping[str, Mapping[str, float]], title: str = "") -> st
     return "\n".join(lines)
 
 
+GROUNDING_COLUMNS = {"object_precision": "obj P", "object_recall": "obj R", "chair_s": "CHAIR_s",
+                     "chair_i": "CHAIR_i", "binding_accuracy": "binding", "count_accuracy": "counts",
+                     "relation_accuracy": "relations", "held_out_pair_recall": "held-out R"}
+
+
+def format_grounding_table(rows: Mapping[str, Mapping], title: str = "") -> str:
+    """The scene-grounding metrics (`vcaption.metrics.grounding`) of each system, in percent."""
+    header = f"{'system':<24}" + "".join(f"{name:>11}" for name in GROUNDING_COLUMNS.values())
+    lines = [title, header, "-" * len(header)] if title else [header, "-" * len(header)]
+    for name, metrics in rows.items():
+        cells = "".join(f"{100 * metrics[k]:>11.1f}" if metrics.get(k) is not None else f"{'-':>11}"
+                        for k in GROUNDING_COLUMNS)
+        lines.append(f"{name:<24}{cells}")
+    return "\n".join(lines)
+
+
 def public_metrics(scores: Mapping) -> dict:
     """The numeric metrics of `evaluate_captioner` (no candidates / per-image detail)."""
     return {k: v for k, v in scores.items() if isinstance(v, float)}

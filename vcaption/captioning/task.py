@@ -27,6 +27,7 @@ from vcaption.captioning import baselines, evaluation
 from vcaption.captioning.export import export_captioner
 from vcaption.config import DecodeConfig, ExperimentConfig
 from vcaption.losses import MaskedCaptionLoss
+from vcaption.metrics import grounding
 from vcaption.runtime import builtin_data, devices
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
@@ -137,27 +138,23 @@ class CaptioningTask(Task):
 
     def evaluate(self, cfg, data, trained: dict[str, Trained], run: RunDirectory) -> dict:
         model = trained[cfg.name].model
-        vocab, size, features = data.vocabulary(), cfg.data.image_size, cfg.data.feature_dim
-        scores = evaluation.evaluate_captioner(model, vocab, data.directory, "test", cfg.decode, size, features)
-        rows = {cfg.name: evaluation.public_metrics(scores)}
+        world = load_world(cfg)
+        index = None
+        if "blind" in trained:  # the training images are embedded once for every split
+            index = baselines.NearestNeighbourIndex(model.encoder, data.directory, cfg.data.image_size,
+                                                    cfg.data.feature_dim)
         result = {"preset": cfg.name, "split": "test", "beam_size": cfg.decode.beam_size,
-                  "data_dir": data.directory, "model": rows[cfg.name],
-                  "training": trained[cfg.name].training, "baselines": {}}
+                  "data_dir": data.directory, "training": trained[cfg.name].training}
         if "blind" in trained:
-            blind = trained["blind"]
-            result["baselines"]["blind_training"] = {"best_val_CIDEr": None, **blind.training}
-            result["baselines"]["blind"] = evaluation.public_metrics(evaluation.evaluate_captioner(
-                blind.model, vocab, data.directory, "test", cfg.decode, size, features, blind=True))
-            result["baselines"]["nearest_neighbour"] = baselines.nearest_neighbour_baseline(
-                model, data.directory, "test", size, features)
-            rows["blind LM"] = result["baselines"]["blind"]
-            rows["nearest neighbour"] = result["baselines"]["nearest_neighbour"]
-        evaluation.write_results(run.file("results_test.json"), scores["candidates"])
-        run.write_json("per_image_test.json", scores["per_image"])
-        visualize.caption_grid_from_records(data.directory, "test", scores["candidates"],
-                                            run.file("caption_grid_test.png"))
+            result["baselines"] = {"blind_training": {"best_val_CIDEr": None, **trained["blind"].training}}
+        for split in test_splits(data):
+            block = evaluate_split(cfg, data, trained, split, index, world, run)
+            if split == "test":  # today's layout: the test split's blocks at the top level
+                result["model"] = block["model"]
+                result["baselines"] = {**result.get("baselines", {}), **block["baselines"]}
+            else:
+                result[split] = block
         visualize.training_curves(run.file("history.csv"), run.file("training_curves.png"), title=cfg.name)
-        print(evaluation.format_table(rows, f"test split, beam {cfg.decode.beam_size}"))
         return result
 
     def export(self, cfg, data, trained, run):
@@ -167,6 +164,50 @@ class CaptioningTask(Task):
     def export_run(self, run, output, name, options):
         return export_run_model(registry.load_model(run.file("model.keras")), run.read_config(), run.data,
                                 output, name, options.get("beam_size"), options.get("n_best"))
+
+
+def test_splits(data: PreparedData) -> list[str]:
+    """"test", and "test_novel" when the data has that split (`shapes.HeldOut`)."""
+    examples = data.stats.get("examples", {})
+    return ["test"] + (["test_novel"] if examples.get("test_novel") else [])
+
+
+def load_world(cfg: ExperimentConfig) -> tuple[dict, list] | None:
+    """(scenes by image id, held-out pairs) of the built-in world or of `task.scenes`; None for
+    other data (grounding needs the scenes)."""
+    path = builtin_data.scenes_path(cfg.data, cfg.task_args.get("scenes"))
+    return grounding.load_scenes(path) if path else None
+
+
+def evaluate_split(cfg: ExperimentConfig, data: PreparedData, trained: dict[str, Trained], split: str,
+                   index: baselines.NearestNeighbourIndex | None, world, run: RunDirectory) -> dict:
+    """The model and its baselines on one test split: pycocoevalcap metrics, perplexity and (on the
+    built-in world) scene grounding per system; results, per-image scores and a caption grid."""
+    vocab, size, features = data.vocabulary(), cfg.data.image_size, cfg.data.feature_dim
+    scores = evaluation.evaluate_captioner(trained[cfg.name].model, vocab, data.directory, split,
+                                           cfg.decode, size, features)
+    systems = {cfg.name: scores}
+    if index is not None:
+        systems["blind LM"] = evaluation.evaluate_captioner(
+            trained["blind"].model, vocab, data.directory, split, cfg.decode, size, features, blind=True)
+        systems["nearest neighbour"] = index.evaluate(split)
+    rows = {name: evaluation.public_metrics(s) for name, s in systems.items()}
+    if world is not None:
+        scenes, held_out = world
+        for name, s in systems.items():
+            rows[name]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
+    block = {"split": split, "model": rows[cfg.name], "baselines": {}}
+    if index is not None:
+        block["baselines"] = {"blind": rows["blind LM"], "nearest_neighbour": rows["nearest neighbour"]}
+    evaluation.write_results(run.file(f"results_{split}.json"), scores["candidates"])
+    run.write_json(f"per_image_{split}.json", scores["per_image"])
+    visualize.caption_grid_from_records(data.directory, split, scores["candidates"],
+                                        run.file(f"caption_grid_{split}.png"))
+    print(evaluation.format_table(rows, f"{split} split, beam {cfg.decode.beam_size}"))
+    if world is not None:
+        print(evaluation.format_grounding_table({n: r["grounding"] for n, r in rows.items()},
+                                                f"{split} split: scene grounding"))
+    return block
 
 
 def export_run_model(model, config: dict, data: PreparedData, output: str, name: str,

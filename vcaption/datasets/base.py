@@ -15,7 +15,9 @@ from typing import Iterable, Iterator, Union
 
 import tensorflow as tf
 
-SPLITS = ("train", "val", "test")
+# "test_novel": a second test split of compositions held out of training (the shapes world's
+# novel-composition benchmark); every reader passes it through under that name.
+SPLITS = ("train", "val", "test", "test_novel")
 
 # Dead-letter reasons: short, stable codes that stats.json counts and users can grep for.
 MALFORMED_JSON = "malformed_json"          # a JSON line / file that does not parse
@@ -147,14 +149,14 @@ ReaderOutput = Iterator[Union[Example, DeadLetter]]
 
 
 def canonical_split(name: str) -> str | None:
-    """Maps published split names to train/val/test; Karpathy's "restval" is training data."""
+    """Maps published split names to train/val/test(/test_novel); Karpathy's "restval" is training data."""
     name = (name or "").lower()
     if name in ("train", "restval"):
         return "train"
     if name in ("val", "valid", "validation", "validate", "dev"):
         return "val"
-    if name == "test":
-        return "test"
+    if name in ("test", "test_novel"):
+        return name
     return None
 
 
@@ -200,7 +202,7 @@ def first_existing(candidates: Iterable[str]) -> str:
 def split_from_subtype(subtype: str) -> str | None:
     """Split of a COCO/VQA data subtype: "train2014" -> train, "val2017" -> val, "test-dev2015" -> test."""
     subtype = (subtype or "").lower()
-    for split in SPLITS:
+    for split in sorted(SPLITS, key=len, reverse=True):  # "test_novel" before "test"
         if split in subtype:
             return split
     return None

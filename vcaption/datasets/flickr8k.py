@@ -34,7 +34,7 @@ from vcaption.text import has_invalid_utf8
 _LINE = re.compile(r"(?P<name>[^\t#]+)#(?P<k>\d+)\t(?P<caption>.*)")
 # Published split-list names, e.g. Flickr_8k.devImages.txt; "dev" is the validation split.
 _SPLIT_PATTERNS = {"*trainImages.txt": "train", "*devImages.txt": "val", "*valImages.txt": "val",
-                   "*testImages.txt": "test"}
+                   "*testImages.txt": "test", "*testNovelImages.txt": "test_novel"}
 
 
 def read(input_path: str, images_dir: str | None = None, *,

@@ -64,8 +64,8 @@ POSITION_PHRASES = {
     "bottom right": "in the bottom right",
 }
 ACTIVITIES = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
-SPLITS = ("train", "val", "test")
-MSRVTT_SPLITS = {"train": "train", "val": "validate", "test": "test"}
+SPLITS = ("train", "val", "test", "test_novel")
+MSRVTT_SPLITS = {"train": "train", "val": "validate", "test": "test", "test_novel": "test_novel"}
 MAX_CAPTION_TOKENS = 16
 CAPTIONS_PER_ITEM = 5
 ANSWERS_PER_QUESTION = 10
@@ -75,9 +75,20 @@ JPEG_QUALITY = 95
 
 # Scenes with few objects are more common: they are what a small captioner learns first.
 _OBJECT_COUNT_PROBS = (0.3, 0.35, 0.2, 0.15)
-_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five")
-_SIZE_SYNONYMS = {"large": ("large", "big"), "small": ("small", "little", "tiny")}
-_SHAPE_SYNONYMS = {"circle": ("circle", "ball"), "square": ("square", "box")}
+_CLUTTERED_COUNT_PROBS = (0.15, 0.25, 0.2, 0.15, 0.13, 0.12)
+_CLUTTERED_SCALES = {"small": (0.8, 1.2), "large": (0.85, 1.35)}
+_NOISE_SIGMA = 10.0  # grey levels of per-pixel noise over a cluttered image
+# The world's grammar: every word a caption uses for a count, a size, a shape or a relation. The
+# generator writes captions with these words and `vcaption.metrics.grounding` reads them back with
+# the same tables, so the two cannot drift apart.
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
+SIZE_SYNONYMS = {"large": ("large", "big"), "small": ("small", "little", "tiny")}
+SHAPE_SYNONYMS = {"circle": ("circle", "ball"), "square": ("square", "box")}
+# Caption phrase -> the relation of `relations(a, b)` it states ("a is <phrase> b").
+RELATION_PHRASES = {"above": "above", "below": "below", "left of": "left of",
+                    "to the left of": "left of", "right of": "right of",
+                    "to the right of": "right of"}
+CONVERSE_RELATION = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
 # Independent random streams per item kind, so adding videos never changes the images.
 _IMAGE_STREAM, _VIDEO_STREAM, _SPLIT_STREAM = 0, 1, 2
 _INFO_DATE = "2024-01-01 00:00:00"  # fixed so that files are byte-identical across runs
@@ -100,6 +111,9 @@ class SceneObject:
         jitter_x: horizontal offset from the cell centre in [-1, 1], as a fraction of the
             largest offset that keeps the object inside its cell (scaled down to keep it small).
         jitter_y: the same, vertically.
+        scale: the object's extent relative to its size class (cluttered worlds vary it; past
+            ~1.15 a large object overflows its cell and partly covers or hides behind its
+            neighbours, drawn in reading order).
 
     Example:
         >>> SceneObject("circle", "red", "large", 0, 0).phrase
@@ -113,6 +127,7 @@ class SceneObject:
     col: int
     jitter_x: float = 0.0
     jitter_y: float = 0.0
+    scale: float = 1.0
 
     @property
     def cell(self) -> str:
@@ -136,6 +151,8 @@ class Scene:
 
     Args:
         objects: one to nine `SceneObject`s in distinct cells.
+        texture_seed: None for the plain dark background; else the seed of a cluttered one (a
+            random tint, a gradient and pixel noise over the whole image, objects included).
 
     Example:
         >>> scene = sample_scene(np.random.default_rng(0))
@@ -143,6 +160,7 @@ class Scene:
     """
 
     objects: tuple[SceneObject, ...]
+    texture_seed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,29 +180,108 @@ class Question:
     question_type: str
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """Compositions that no train or val image, caption or question of a novel-split world contains.
+
+    Only the `test_novel` split has them (every one of its images at least one), so a model that
+    names them has composed words it only ever saw apart.
+
+    Args:
+        colour_shapes: (colour, shape) pairs, e.g. ("red", "triangle"): no object has both.
+        relations: (shape, relation, shape) triples, e.g. ("circle", "left of", "triangle"): no
+            object of the first shape stands in that relation (`relations`) to one of the second.
+
+    Example:
+        >>> DEFAULT_HELD_OUT.in_scene(Scene((SceneObject("triangle", "red", "large", 0, 0),)))
+        True
+    """
+
+    colour_shapes: tuple[tuple[str, str], ...] = ()
+    relations: tuple[tuple[str, str, str], ...] = ()
+
+    def pair_objects(self, scene: Scene) -> list[SceneObject]:
+        """The scene's objects whose colour and shape form a held-out pair."""
+        pairs = set(self.colour_shapes)
+        return [o for o in scene.objects if (o.colour, o.shape) in pairs]
+
+    def scene_relations(self, scene: Scene) -> list[tuple[str, str, str]]:
+        """The held-out relation triples that hold between two of the scene's objects."""
+        found = []
+        for first, relation, second in self.relations:
+            if any(a is not b and a.shape == first and b.shape == second and relations(a, b)[relation]
+                   for a in scene.objects for b in scene.objects):
+                found.append((first, relation, second))
+        return found
+
+    def in_scene(self, scene: Scene) -> bool:
+        return bool(self.pair_objects(scene) or self.scene_relations(scene))
+
+    def to_json(self) -> dict:
+        return {"colour_shapes": [list(p) for p in self.colour_shapes],
+                "relations": [list(r) for r in self.relations]}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "HeldOut":
+        data = data or {}
+        return cls(tuple(tuple(p) for p in data.get("colour_shapes", ())),
+                   tuple(tuple(r) for r in data.get("relations", ())))
+
+
+# One colour per shape and no colour twice, so every shape and every colour still occurs in
+# training with other partners; the relations pair shapes whose other relations stay in training.
+DEFAULT_HELD_OUT = HeldOut(
+    colour_shapes=(("red", "triangle"), ("blue", "circle"), ("green", "diamond"), ("yellow", "square")),
+    relations=(("circle", "left of", "triangle"), ("square", "above", "diamond")))
+# Rejection sampling needs ~1.7 draws per training scene and ~3 per novel one; this bound only
+# guards against a held-out set that no scene can avoid.
+_MAX_SCENE_DRAWS = 1000
+
+
+def sample_split_scene(rng: np.random.Generator, held_out: HeldOut, novel: bool,
+                       cluttered: bool = False) -> Scene:
+    """A scene of a held-out world: with `novel`, one holding a held-out composition, else one
+    holding none (redrawn from the same stream until it fits)."""
+    for _ in range(_MAX_SCENE_DRAWS):
+        scene = sample_scene(rng, cluttered)
+        if held_out.in_scene(scene) == novel:
+            return scene
+    raise ValueError(f"no scene fits held-out set {held_out} (novel={novel}) in {_MAX_SCENE_DRAWS} draws")
+
+
+def sample_scene(rng: np.random.Generator, cluttered: bool = False) -> Scene:
     """Draws 1-4 objects with random shape, colour and size in distinct random cells.
 
     Args:
         rng: the random stream; the scene depends on nothing else.
+        cluttered: the harder world: 1-6 objects, sizes varied within their class (x0.8-1.2
+            small, x0.85-1.35 large, so large ones may overlap a neighbour), twice the position
+            jitter, and a textured, noisy background (`Scene.texture_seed`).
 
     Example:
         >>> sample_scene(np.random.default_rng(0)).objects[0].phrase
         'small purple diamond'
     """
-    count = int(rng.choice(len(_OBJECT_COUNT_PROBS), p=_OBJECT_COUNT_PROBS)) + 1
+    probs = _CLUTTERED_COUNT_PROBS if cluttered else _OBJECT_COUNT_PROBS
+    count = int(rng.choice(len(probs), p=probs)) + 1
     cells = sorted(int(c) for c in rng.choice(9, size=count, replace=False))
     colours, sizes = list(COLOURS), list(SIZES)
+    spread = 2.0 if cluttered else 1.0
     objects = []
     for cell in cells:
-        objects.append(SceneObject(
+        obj = SceneObject(
             shape=SHAPES[int(rng.integers(len(SHAPES)))],
             colour=colours[int(rng.integers(len(colours)))],
             size=sizes[int(rng.integers(len(sizes)))],
             row=cell // 3, col=cell % 3,
-            jitter_x=round(float(rng.uniform(-1, 1)), 3),
-            jitter_y=round(float(rng.uniform(-1, 1)), 3)))
-    return Scene(tuple(objects))
+            jitter_x=round(float(rng.uniform(-spread, spread)), 3),
+            jitter_y=round(float(rng.uniform(-spread, spread)), 3))
+        if cluttered:
+            low, high = _CLUTTERED_SCALES[obj.size]
+            obj = dataclasses.replace(obj, scale=round(float(rng.uniform(low, high)), 3))
+        objects.append(obj)
+    texture = int(rng.integers(2**31)) if cluttered else None
+    return Scene(tuple(objects), texture)
 
 
 def _cell_span(index: int, image_size: int) -> tuple[int, int]:
@@ -213,11 +310,13 @@ def object_box(obj: SceneObject, image_size: int) -> tuple[int, int, int, int]:
     x0, x1 = _cell_span(obj.col, image_size)
     y0, y1 = _cell_span(obj.row, image_size)
     cell = min(x1 - x0, y1 - y0)
-    r = _odd_extent(SIZES[obj.size], cell)
+    r = _odd_extent(SIZES[obj.size] * obj.scale, cell)
     side = 2 * r + 1
 
     def start(lo: int, hi: int, jitter: float) -> int:
         slack = (hi - lo) - side
+        if slack < 0:  # wider than its cell: centred on it, overlapping its neighbours
+            return int(np.clip(lo + slack // 2, 0, image_size - side))
         # A quarter of the slack keeps jitter "small"; clipping keeps the object in its cell.
         return int(np.clip(lo + slack // 2 + round(jitter * slack / 4), lo, hi - side))
 
@@ -263,11 +362,34 @@ def render_scene(scene: Scene, image_size: int = 128) -> np.ndarray:
         >>> render_scene(Scene((SceneObject("circle", "red", "large", 1, 1),)), 96).shape
         (96, 96, 3)
     """
-    canvas = blank_canvas(image_size)
+    if scene.texture_seed is None:
+        canvas = blank_canvas(image_size)
+    else:
+        rng = np.random.default_rng(scene.texture_seed)
+        canvas = textured_canvas(image_size, rng)
     for obj in scene.objects:
         x, y, side, _ = object_box(obj, image_size)
         draw_shape(canvas, obj.shape, COLOURS[obj.colour], x, y, (side - 1) // 2)
+    if scene.texture_seed is not None:
+        canvas = add_noise(canvas, rng)
     return canvas
+
+
+def textured_canvas(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A dark background with a random grey-ish tint and a linear gradient in a random direction
+    (up to 50 grey levels apart), so that "background" is no single colour a model can subtract."""
+    tint = rng.uniform(15, 60) + rng.uniform(-10, 10, size=3)  # [3]
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.linspace(-0.5, 0.5, size)
+    gradient = np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None]  # [size, size]
+    canvas = tint[None, None, :] + rng.uniform(20, 50) * gradient[..., None]
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def add_noise(image: np.ndarray, rng: np.random.Generator, sigma: float = _NOISE_SIGMA) -> np.ndarray:
+    """Gaussian pixel noise over everything (camera noise), clipped to uint8."""
+    noisy = image.astype(np.float32) + rng.normal(0.0, sigma, size=image.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,9 +413,9 @@ def _describe(obj: SceneObject, rng: np.random.Generator | None, size: bool = Tr
     """ "large red circle"; with an rng, sizes and some shapes get synonyms ("big red ball")."""
     size_word, shape_word = obj.size, obj.shape
     if rng is not None:
-        size_word = _SIZE_SYNONYMS[obj.size][int(rng.integers(len(_SIZE_SYNONYMS[obj.size])))]
-        if obj.shape in _SHAPE_SYNONYMS and rng.random() < 0.3:
-            shape_word = _SHAPE_SYNONYMS[obj.shape][1]
+        size_word = SIZE_SYNONYMS[obj.size][int(rng.integers(len(SIZE_SYNONYMS[obj.size])))]
+        if obj.shape in SHAPE_SYNONYMS and rng.random() < 0.3:
+            shape_word = SHAPE_SYNONYMS[obj.shape][1]
     words = ([size_word] if size else []) + [obj.colour, shape_word]
     return " ".join(words)
 
@@ -305,19 +427,31 @@ def _join(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _listing(objects: Sequence[SceneObject], rng, size: bool = True, position: bool = True) -> str:
+def _listing(objects: Sequence[SceneObject], rng, size: bool = True, position: bool = True,
+             article: bool = True) -> str:
     parts = []
     for obj in objects:
-        part = _article(_describe(obj, rng, size))
+        part = _describe(obj, rng, size)
+        part = _article(part) if article else part
         parts.append(f"{part} {obj.position}" if position else part)
     return _join(parts)
 
 
-def _first_fitting(candidates: Sequence[str]) -> str:
+def _first_fitting(candidates: Sequence[str], crowded=None) -> str:
+    """The first candidate within the token budget; else `crowded()`, the terse form that five or
+    six objects need ("five shapes: red circle, ..."). It is called only then, so the random
+    draws (and files) of scenes that fit stay what they were before crowded scenes existed."""
     for caption in candidates:
         if num_tokens(caption) <= MAX_CAPTION_TOKENS:
             return caption
+    if crowded is not None:
+        return _first_fitting([crowded()])
     raise AssertionError(f"no caption fits {MAX_CAPTION_TOKENS} tokens: {candidates}")
+
+
+def _terse(objects: Sequence[SceneObject], rng) -> str:
+    """ "red circle, blue square and green triangle": colour and shape only, no articles."""
+    return _listing(objects, rng, size=False, position=False, article=False)
 
 
 def _canonical(objects: Sequence[SceneObject], rng) -> str:
@@ -326,7 +460,7 @@ def _canonical(objects: Sequence[SceneObject], rng) -> str:
         _listing(objects, rng),
         _listing(objects, rng, position=False),
         _listing(objects, rng, size=False, position=False),
-    ])
+    ], crowded=lambda: f"{NUMBER_WORDS[len(objects)]} shapes: {_terse(objects, rng)}")
 
 
 def _relation_caption(a: SceneObject, b: SceneObject, rng) -> str:
@@ -351,13 +485,13 @@ def _count_caption(objects: Sequence[SceneObject], rng) -> str:
         described = _describe(obj, rng)
         return template.format(_article(described) if template[0] == "o" else described,
                                obj.position)
-    count = f"{_NUMBER_WORDS[n]} shapes"
+    count = f"{NUMBER_WORDS[n]} shapes"
     prefix = [count, f"there are {count}", f"an image with {count}"][int(rng.integers(3))]
     return _first_fitting([
         f"{prefix}: {_listing(objects, rng, position=False)}",
         f"{count}: {_listing(objects, rng, position=False)}",
         f"{count}: {_listing(objects, rng, size=False, position=False)}",
-    ])
+    ], crowded=lambda: f"{count}: {_terse(objects, rng)}")
 
 
 def _largest_two(objects: Sequence[SceneObject]) -> list[SceneObject]:
@@ -393,7 +527,7 @@ def scene_captions(scene: Scene, rng: np.random.Generator) -> list[str]:
     prefixed = [f"{p} {_canonical(objects, rng)}" for p in prefixes]
     prefixed += [f"{p} {_listing(objects, rng, size=False)}" for p in prefixes]
     prefixed += [f"{p} {_listing(objects, rng, size=False, position=False)}" for p in prefixes]
-    captions.append(_first_fitting(prefixed))
+    captions.append(_first_fitting(prefixed, crowded=lambda: f"{prefixes[0]} {_terse(objects, rng)}"))
     if n == 1:
         obj = objects[0]
         captions.append(f"the only shape is {_article(_describe(obj, rng))} {obj.position}")
@@ -421,7 +555,7 @@ def _unique(objects: Sequence[SceneObject], key) -> dict:
     return {key(o): o for o in objects if counts[key(o)] == 1}
 
 
-def _relations(a: SceneObject, b: SceneObject) -> dict[str, bool]:
+def relations(a: SceneObject, b: SceneObject) -> dict[str, bool]:
     """Which of a's relations to b hold; "left of" compares columns only, "above" rows only."""
     return {"left of": a.col < b.col, "right of": a.col > b.col,
             "above": a.row < b.row, "below": a.row > b.row}
@@ -440,7 +574,7 @@ def _other_questions(scene: Scene, rng) -> list[Question]:
     named = _unique(objects, lambda o: (o.colour, o.shape))
     for (colour, shape), anchor in named.items():
         for relation in ("left of", "right of", "above", "below"):
-            matches = [o for o in objects if o is not anchor and _relations(o, anchor)[relation]]
+            matches = [o for o in objects if o is not anchor and relations(o, anchor)[relation]]
             if len(matches) == 1:
                 questions.append(Question(f"what shape is {relation} the {colour} {shape}?",
                                           matches[0].shape, "other", "what shape is"))
@@ -463,10 +597,17 @@ def _count_questions(scene: Scene, rng) -> list[Question]:
     return questions
 
 
-def _yes_no_questions(scene: Scene, rng) -> list[Question]:
-    """Existence and relation questions, each answered "yes" with probability 1/2."""
+def _names_held_out(held_out: HeldOut, first: str, relation: str, second: str) -> bool:
+    """Whether "<first shape> <relation> <second shape>" states a held-out relation either way round."""
+    return ((first, relation, second) in held_out.relations
+            or (second, CONVERSE_RELATION[relation], first) in held_out.relations)
+
+
+def _yes_no_questions(scene: Scene, rng, held_out: HeldOut) -> list[Question]:
+    """Existence and relation questions, each answered "yes" with probability 1/2. Questions never
+    name a held-out composition, even to deny it: the words must stay apart outside `test_novel`."""
     objects = scene.objects
-    present = {(o.colour, o.shape) for o in objects}
+    present = {(o.colour, o.shape) for o in objects} | set(held_out.colour_shapes)
     if rng.random() < 0.5:
         obj = objects[int(rng.integers(len(objects)))]
         colour, shape, answer = obj.colour, obj.shape, "yes"
@@ -478,18 +619,22 @@ def _yes_no_questions(scene: Scene, rng) -> list[Question]:
     named = list(_unique(objects, lambda o: (o.colour, o.shape)).values())
     if len(named) >= 2:
         i, j = (int(k) for k in rng.choice(len(named), size=2, replace=False))
-        holds = _relations(named[i], named[j])
+        holds = relations(named[i], named[j])
         want = rng.random() < 0.5
-        options = [r for r, h in holds.items() if h == want] or list(holds)
-        relation = options[int(rng.integers(len(options)))]
         a, b = named[i], named[j]
+        allowed = [r for r in holds if not _names_held_out(held_out, a.shape, r, b.shape)]
+        options = [r for r in allowed if holds[r] == want] or allowed
+        if not options:
+            return questions
+        relation = options[int(rng.integers(len(options)))]
         questions.append(Question(
             f"is the {a.colour} {a.shape} {relation} the {b.colour} {b.shape}?",
             "yes" if holds[relation] else "no", "yes/no", "is the"))
     return questions
 
 
-def scene_questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
+def scene_questions(scene: Scene, rng: np.random.Generator,
+                    held_out: HeldOut = HeldOut()) -> list[Question]:
     """Three to five questions with at least one of each answer type ("other", "number", "yes/no").
 
     Colour questions name a shape only when it is unique in the scene (and shape questions a
@@ -498,13 +643,14 @@ def scene_questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
     Args:
         scene: the scene asked about.
         rng: the random stream.
+        held_out: compositions no question may name (outside `test_novel`).
 
     Example:
         >>> [q.question for q in scene_questions(scene, rng)]
         ['what color is the circle?', 'how many shapes are there?', 'is there a blue square?']
     """
     groups = [_other_questions(scene, rng), _count_questions(scene, rng),
-              _yes_no_questions(scene, rng)]
+              _yes_no_questions(scene, rng, held_out)]
     chosen = []
     for group in groups:
         chosen.append(group.pop(int(rng.integers(len(group)))))
@@ -519,7 +665,7 @@ def _answer_variant(question: Question, rng) -> str:
     """A different string that the official VQA answer normaliser maps to the same answer."""
     answer = question.answer
     if question.answer_type == "number":
-        variants = [_NUMBER_WORDS[int(answer)], f"{answer} "]
+        variants = [NUMBER_WORDS[int(answer)], f"{answer} "]
     elif question.answer_type == "yes/no":
         variants = [answer.capitalize(), f"{answer}."]
     elif answer in SHAPES:
@@ -744,8 +890,8 @@ def video_captions(video: Video, rng: np.random.Generator) -> list[str]:
 
     def fill(template: str, synonyms: bool) -> str:
         shape = obj.shape
-        if synonyms and shape in _SHAPE_SYNONYMS and rng.random() < 0.25:
-            shape = _SHAPE_SYNONYMS[shape][1]
+        if synonyms and shape in SHAPE_SYNONYMS and rng.random() < 0.25:
+            shape = SHAPE_SYNONYMS[shape][1]
         o = f"{obj.colour} {shape}"
         return template.format(a=_article(o), the=f"the {o}", o=o)
 
@@ -850,13 +996,17 @@ class _ImageRecord:
     questions: list[tuple[Question, list[dict]]]
 
 
-def _make_images(out_dir: str, num_images: int, seed: int, image_size: int) -> list[_ImageRecord]:
-    splits = assign_splits(num_images, seed, _IMAGE_STREAM)
+def _make_images(out_dir: str, num_images: int, seed: int, image_size: int,
+                 num_novel: int = 0, held_out: HeldOut = HeldOut(), cluttered: bool = False) -> list[_ImageRecord]:
+    splits = assign_splits(num_images, seed, _IMAGE_STREAM) + ["test_novel"] * num_novel
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     records = []
-    for index in range(num_images):
+    for index, split in enumerate(splits):
         rng = np.random.default_rng([seed, _IMAGE_STREAM, index])
-        scene = sample_scene(rng)
+        if num_novel:
+            scene = sample_split_scene(rng, held_out, split == "test_novel", cluttered)
+        else:  # the plain world draws exactly as before held-out sets existed
+            scene = sample_scene(rng, cluttered)
         image_id = index + 1
         ok, jpeg = cv2.imencode(".jpg", render_scene(scene, image_size)[..., ::-1],
                                 [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -865,8 +1015,9 @@ def _make_images(out_dir: str, num_images: int, seed: int, image_size: int) -> l
         with open(os.path.join(out_dir, "images", _file_name(image_id)), "wb") as f:
             f.write(jpeg.tobytes())
         captions = scene_captions(scene, rng)
-        questions = [(q, human_answers(q, rng)) for q in scene_questions(scene, rng)]
-        records.append(_ImageRecord(image_id, splits[index], scene, captions, questions))
+        asked = scene_questions(scene, rng, HeldOut() if split == "test_novel" else held_out)
+        questions = [(q, human_answers(q, rng)) for q in asked]
+        records.append(_ImageRecord(image_id, split, scene, captions, questions))
     return records
 
 
@@ -901,6 +1052,12 @@ def _write_karpathy(out_dir, records, tokens) -> str:
                        {"images": images, "dataset": "shapes"})
 
 
+def _splits_of(items) -> list[str]:
+    """The splits a world writes: train/val/test always, `test_novel` only when it has items."""
+    present = {item.split if hasattr(item, "split") else item for item in items}
+    return [s for s in SPLITS if s != "test_novel" or s in present]
+
+
 def _coco_image(record: _ImageRecord, image_size: int) -> dict:
     return {"license": 1, "file_name": _file_name(record.id), "coco_url": "",
             "height": image_size, "width": image_size, "date_captured": _INFO_DATE,
@@ -910,7 +1067,7 @@ def _coco_image(record: _ImageRecord, image_size: int) -> dict:
 def _write_coco(out_dir, records, image_size, seed) -> tuple[dict, dict]:
     captions_paths, instances_paths = {}, {}
     categories = [{"supercategory": "shape", "id": i + 1, "name": s} for i, s in enumerate(SHAPES)]
-    for split in SPLITS:
+    for split in _splits_of(records):
         chosen = [r for r in records if r.split == split]
         images = [_coco_image(r, image_size) for r in chosen]
         captions = [{"image_id": r.id, "id": r.id * 10 + k, "caption": c}
@@ -939,7 +1096,9 @@ def _write_flickr8k(out_dir, records) -> dict:
     paths = {"tokens": _write_lines(
         os.path.join(base, "Flickr8k.token.txt"),
         [f"{_file_name(r.id)}#{k}\t{c}" for r in records for k, c in enumerate(r.captions)])}
-    for split, name in (("train", "train"), ("val", "dev"), ("test", "test")):
+    names = {"train": "train", "val": "dev", "test": "test", "test_novel": "testNovel"}
+    for split in _splits_of(records):
+        name = names[split]
         paths[split] = _write_lines(os.path.join(base, f"Flickr_8k.{name}Images.txt"),
                                     [_file_name(r.id) for r in records if r.split == split])
     return paths
@@ -956,7 +1115,7 @@ def _write_visual_genome(out_dir, records, image_size) -> dict:
             for k, (o, (x, y, w, h)) in enumerate(zip(r.scene.objects, boxes))], "id": r.id})
     image_data = [{"width": image_size, "url": f"images/{_file_name(r.id)}", "height": image_size,
                    "image_id": r.id, "coco_id": r.id, "flickr_id": None} for r in records]
-    splits = {s: [r.id for r in records if r.split == s] for s in SPLITS}
+    splits = {s: [r.id for r in records if r.split == s] for s in _splits_of(records)}
     return {"regions": _write_json(os.path.join(base, "region_descriptions.json"), regions),
             "image_data": _write_json(os.path.join(base, "image_data.json"), image_data),
             "splits": _write_json(os.path.join(base, "densecap_splits.json"), splits)}
@@ -965,7 +1124,7 @@ def _write_visual_genome(out_dir, records, image_size) -> dict:
 def _write_vqa(out_dir, records, seed) -> tuple[dict, dict]:
     base = os.path.join(out_dir, "vqa")
     questions_paths, annotations_paths = {}, {}
-    for split in SPLITS:
+    for split in _splits_of(records):
         questions, annotations = [], []
         for r in (r for r in records if r.split == split):
             for k, (q, answers) in enumerate(r.questions):
@@ -988,14 +1147,36 @@ def _write_vqa(out_dir, records, seed) -> tuple[dict, dict]:
     return questions_paths, annotations_paths
 
 
-def _write_videos(out_dir, num_videos, seed, video_size, num_frames) -> tuple[dict, list[dict]]:
+def _video_pairs(video: Video) -> set[tuple[str, str]]:
+    objects = [video.start] + ([video.distractor] if video.distractor is not None else [])
+    return {(o.colour, o.shape) for o in objects}
+
+
+def sample_split_video(rng: np.random.Generator, held_out: HeldOut, novel: bool) -> Video:
+    """A video of a held-out world: with `novel`, its moving object is a held-out (colour, shape)
+    pair; otherwise neither object is (redrawn from the same stream until it fits)."""
+    pairs = set(held_out.colour_shapes)
+    for _ in range(_MAX_SCENE_DRAWS):
+        video = sample_video(rng)
+        if novel and (video.start.colour, video.start.shape) in pairs:
+            return video
+        if not novel and not _video_pairs(video) & pairs:
+            return video
+    raise ValueError(f"no video fits held-out set {held_out} (novel={novel}) in {_MAX_SCENE_DRAWS} draws")
+
+
+def _write_videos(out_dir, num_videos, seed, video_size, num_frames, num_novel: int = 0,
+                  held_out: HeldOut = HeldOut()) -> tuple[dict, list[dict]]:
     base = os.path.join(out_dir, "msrvtt")
     os.makedirs(os.path.join(base, "videos"), exist_ok=True)
-    splits = assign_splits(num_videos, seed, _VIDEO_STREAM)
+    splits = assign_splits(num_videos, seed, _VIDEO_STREAM) + ["test_novel"] * num_novel
     videos, sentences, truth = [], [], []
-    for n in range(num_videos):
+    for n in range(len(splits)):
         rng = np.random.default_rng([seed, _VIDEO_STREAM, n])
-        video = sample_video(rng)
+        if num_novel:
+            video = sample_split_video(rng, held_out, novel=splits[n] == "test_novel")
+        else:
+            video = sample_video(rng)
         video_id = f"video{n}"
         write_video(render_video(video, video_size, num_frames),
                     os.path.join(base, "videos", f"{video_id}.avi"))
@@ -1034,14 +1215,16 @@ def _scene_truth(records, image_size) -> list[dict]:
         for o in r.scene.objects:
             objects.append({"shape": o.shape, "colour": o.colour, "size": o.size, "row": o.row,
                             "col": o.col, "cell": o.cell, "box": list(object_box(o, image_size)),
-                            "phrase": o.phrase})
+                            "phrase": o.phrase, **({"scale": o.scale} if o.scale != 1.0 else {})})
         truth.append({"id": r.id, "file_name": _file_name(r.id), "split": r.split,
                       "objects": objects})
     return truth
 
 
 def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: int = 0,
-             image_size: int = 128, video_size: int = 64, num_frames: int = 20) -> dict:
+             image_size: int = 128, video_size: int = 64, num_frames: int = 20,
+             num_novel_images: int = 0, num_novel_videos: int = 0,
+             held_out: HeldOut = DEFAULT_HELD_OUT, cluttered: bool = False) -> dict:
     """Generates the shapes world into `out_dir` in every supported public format.
 
     Args:
@@ -1052,6 +1235,12 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
         image_size: the side of the square images in pixels (at least 24).
         video_size: the side of the square video frames in pixels (at least 24).
         num_frames: frames per video, at least 16.
+        num_novel_images: images of the `test_novel` split (ids after the others), each with at
+            least one `held_out` composition; when it or `num_novel_videos` is positive, no
+            train/val/test image, caption, question or video holds one.
+        num_novel_videos: videos of the `test_novel` split, each moving a held-out pair.
+        held_out: the held-out compositions (used only when there is a novel split).
+        cluttered: the harder images of `sample_scene(cluttered=True)`.
 
     Returns:
         The paths written: {"images", "karpathy", "coco_captions": {split: path},
@@ -1070,7 +1259,9 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
     if image_size < 24 or video_size < 24:
         raise ValueError(f"image_size and video_size must be >= 24, got {image_size}, {video_size}")
     os.makedirs(out_dir, exist_ok=True)
-    records = _make_images(out_dir, num_images, seed, image_size)
+    novel = num_novel_images > 0 or num_novel_videos > 0
+    held_out = held_out if novel else HeldOut()
+    records = _make_images(out_dir, num_images, seed, image_size, num_novel_images, held_out, cluttered)
     tokens = _tokenize_all([c for r in records for c in r.captions])
     paths = {"images": os.path.join(out_dir, "images"),
              "karpathy": _write_karpathy(out_dir, records, tokens)}
@@ -1078,11 +1269,13 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
     paths["flickr8k"] = _write_flickr8k(out_dir, records)
     paths["visual_genome"] = _write_visual_genome(out_dir, records, image_size)
     paths["vqa_questions"], paths["vqa_annotations"] = _write_vqa(out_dir, records, seed)
-    paths["msrvtt"], video_truth = _write_videos(out_dir, num_videos, seed, video_size, num_frames)
+    paths["msrvtt"], video_truth = _write_videos(out_dir, num_videos, seed, video_size, num_frames,
+                                                 num_novel_videos, held_out)
     _tokenize_all([c for v in video_truth for c in v["captions"]])
     paths["scenes"] = _write_json(os.path.join(out_dir, "scenes.json"), {
         "seed": seed, "image_size": image_size, "video_size": video_size,
-        "num_frames": num_frames, "fps": FPS,
+        "num_frames": num_frames, "fps": FPS, **({"held_out": held_out.to_json()} if novel else {}),
+        **({"cluttered": True} if cluttered else {}),
         "images": _scene_truth(records, image_size), "videos": video_truth})
     return paths
 
@@ -1095,7 +1288,7 @@ def _summary(paths: dict) -> str:
     lines = [f"images: {sum(image_splits.values())} "
              + " ".join(f"{s}={n}" for s, n in image_splits.items()) + f"  -> {paths['images']}",
              f"videos: {sum(video_splits.values())} "
-             + " ".join(f"{s}={video_splits[s]}" for s in MSRVTT_SPLITS.values())
+             + " ".join(f"{s}={n}" for s, n in video_splits.items())
              + f"  -> {paths['msrvtt']['videos']}",
              f"karpathy: {paths['karpathy']}",
              f"coco: {os.path.dirname(paths['coco_captions']['train'])}",
@@ -1123,12 +1316,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--video-size", type=int, default=64, help="video frame side in pixels")
     cli.add_argument(parser, "--num-frames", deprecated=["--frames"], type=int, default=20,
                      help=f"frames per video (>= {MIN_FRAMES})")
+    parser.add_argument("--num-novel-images", type=int, default=0,
+                        help="images of the test_novel split (held-out compositions; 0: no such split)")
+    parser.add_argument("--num-novel-videos", type=int, default=0,
+                        help="videos of the test_novel split (moving a held-out colour-shape pair)")
+    parser.add_argument("--cluttered", action="store_true",
+                        help="harder images: 1-6 objects, varied sizes, overlaps, textured noisy background")
     args = parser.parse_args(argv)
     logs.configure(args.verbose)
     if args.num_frames < MIN_FRAMES:
         parser.error(f"--num-frames must be >= {MIN_FRAMES}")
     paths = generate(args.output, args.num_images, args.num_videos, args.seed, args.image_size,
-                     args.video_size, args.num_frames)
+                     args.video_size, args.num_frames, args.num_novel_images, args.num_novel_videos,
+                     cluttered=args.cluttered)
     print(_summary(paths))
 
 

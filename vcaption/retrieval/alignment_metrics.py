@@ -22,12 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 from vcaption.datasets import shapes
+from vcaption.metrics import grounding
 from vcaption.retrieval import mrf
 
 # Word -> attribute value, for every word the caption templates use (synonyms included).
-_SIZE_WORDS = {w: size for size, words in shapes._SIZE_SYNONYMS.items() for w in words}
-_SHAPE_WORDS = {s: s for s in shapes.SHAPES} | {w: s for s, words in shapes._SHAPE_SYNONYMS.items()
-                                               for w in words}
+_SIZE_WORDS = grounding.SIZE_WORDS
+_SHAPE_WORDS = grounding.SHAPE_WORDS
 MATCH_IOU = 0.5
 
 

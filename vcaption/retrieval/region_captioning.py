@@ -196,7 +196,7 @@ class RegionCaptioningTask(Task):
         args = {**DEFAULT_TASK_ARGS, **cfg.task_args}
         run = RunDirectory(output)
         data = self.prepare_data(cfg, run, verbose)
-        world = args["world"] or os.path.join(cfg.data.shapes_root, "world")
+        world = args["world"] or builtin_data.world_dir(cfg.data)
         run.write_config(cfg, data, task_args=args)
 
         # 1-2. Aligned snippets (train, val) and annotated regions (test).

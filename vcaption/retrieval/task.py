@@ -111,9 +111,7 @@ def retrieval_report(scores: np.ndarray, texts) -> dict:
 
 def scenes_path(cfg: ExperimentConfig) -> str | None:
     """The alignment ground truth: task.scenes, else the built-in world's (None for other data)."""
-    if cfg.task_args.get("scenes"):
-        return cfg.task_args["scenes"]
-    return None if cfg.data.data_dir else os.path.join(cfg.data.shapes_root, "world", "scenes.json")
+    return builtin_data.scenes_path(cfg.data, cfg.task_args.get("scenes"))
 
 
 class RankerTask(Task):

@@ -21,14 +21,35 @@ BUILTIN_SOURCES = {"karpathy": "dataset_shapes.json", "coco": "annotations", "vq
                    "vg": "visual_genome"}
 
 
+def world_variant(cfg: config_lib.DataConfig) -> str:
+    """The part of a world's (and its records') directory name that its generator options give."""
+    return ((f"-novel{cfg.shapes_novel_images}" if cfg.shapes_novel_images else "")
+            + ("-cluttered" if cfg.shapes_cluttered else ""))
+
+
+def world_dir(cfg: config_lib.DataConfig) -> str:
+    """Where the built-in world of these settings lives (each generator option, its own world)."""
+    return os.path.join(cfg.shapes_root, "world" + world_variant(cfg))
+
+
+def scenes_path(cfg: config_lib.DataConfig, given: str | None = None) -> str | None:
+    """The scene ground truth (`scenes.json`) of the data: `given`, else the built-in world's
+    (None for other data: grounding and alignment metrics need a generated world)."""
+    if given:
+        return given
+    return None if cfg.data_dir else os.path.join(world_dir(cfg), "scenes.json")
+
+
 def builtin_world(cfg: config_lib.DataConfig) -> str:
     """Generates the built-in shapes world (once); returns its directory (every format inside)."""
     from vcaption.datasets import shapes
 
-    world = os.path.join(cfg.shapes_root, "world")
+    world = world_dir(cfg)
     if not os.path.exists(os.path.join(world, "dataset_shapes.json")):
-        print(f"Generating the built-in shapes world ({cfg.shapes_images} images) in {world}")
-        shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed)
+        novel = f" + {cfg.shapes_novel_images} novel-composition" if cfg.shapes_novel_images else ""
+        print(f"Generating the built-in shapes world ({cfg.shapes_images}{novel} images) in {world}")
+        shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed,
+                        num_novel_images=cfg.shapes_novel_images, cluttered=cfg.shapes_cluttered)
     return world
 
 
@@ -62,7 +83,7 @@ def prepare_builtin_data(cfg: config_lib.DataConfig, fmt: str = "karpathy",
     world = builtin_world(cfg)
     tag = "".join(f"-{a.lstrip('-')}" for a in extra_args)
     prefix = "" if fmt == "karpathy" else f"{fmt}-"
-    records_dir = os.path.join(cfg.shapes_root, f"records-{prefix}{cfg.image_size}{tag}")
+    records_dir = os.path.join(cfg.shapes_root, f"records-{prefix}{cfg.image_size}{world_variant(cfg)}{tag}")
     return preprocess_once(fmt, os.path.join(world, BUILTIN_SOURCES[fmt]), records_dir,
                            ["--image-size", str(cfg.image_size), "--min-count", str(cfg.min_count),
                             "--max-length", str(cfg.max_length), *extra_args])
