@@ -260,8 +260,7 @@ class DevServer:
             raise OSError(f"cannot bind {host}:{port}")
         self.grpc_server.start()
         if rest_port is not None:
-            self.rest_server = http.server.ThreadingHTTPServer((host, rest_port), _RestHandler)
-            self.rest_server.daemon_threads = True
+            self.rest_server = _RestServer((host, rest_port), _RestHandler)
             self.rest_server.dev = self
             self.rest_port = self.rest_server.server_address[1]
             threading.Thread(target=self.rest_server.serve_forever, daemon=True).start()
@@ -377,6 +376,13 @@ def _to_json(name: str, array: np.ndarray):
                 for x in array.reshape(-1)]
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return array.tolist()
+
+
+class _RestServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 overflows under a burst of clients, which then see
+    # their connections reset instead of an answer.
+    request_queue_size = 128
 
 
 class _RestHandler(http.server.BaseHTTPRequestHandler):
