@@ -83,7 +83,8 @@ def test_flags_are_kebab_case_documented_and_verbose_everywhere(all_parsers):
             assert action.help, (name, action.option_strings or action.dest)  # so --help shows defaults
         if name == "vcaption.serving.devserver":
             # TF Serving's own flag names, on purpose (see the comment in devserver.build_parser).
-            own = {"models_dir", "host", "max_request_bytes", "verbose", "help"}
+            own = {"models_dir", "host", "max_request_bytes", "max_string_elements", "verbose",
+                   "help"}
             assert {f[2:] for f in flags} <= protos.MODEL_SERVER_FLAGS | own
             assert not cli.deprecated_flags(parser)
             continue

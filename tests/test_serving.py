@@ -518,7 +518,7 @@ def test_batch_scheduler_concatenates_splits_and_isolates_failures():
         start = time.monotonic()
         assert scheduler.submit({"x": np.array([5])}).result(5)["y"].tolist() == [50]
         assert time.monotonic() - start >= 0.15
-        with pytest.raises(ServingError, match="batch size"):
+        with pytest.raises(ServingError, match="equal 0th-dimension size"):
             scheduler.submit({"x": np.array([1]), "z": np.array([1, 2])})
     finally:
         scheduler.close()
@@ -538,6 +538,379 @@ def test_batch_scheduler_concatenates_splits_and_isolates_failures():
     finally:
         blocked.set()
         slow.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Fidelity to the model server: what TF Serving refuses is refused, before anything is decoded.
+
+
+def test_batching_refuses_what_tf_serving_batching_refuses_and_splits_when_enabled():
+    options = BatchOptions(max_batch_size=8)
+    with pytest.raises(ServingError, match="at least one dimension"):  # a scalar input
+        options.task_size({"image_bytes": [1], "temperature": []})
+    with pytest.raises(ServingError, match="equal 0th-dimension size"):
+        options.task_size({"image_bytes": [2], "question": [3]})
+    with pytest.raises(ServingError) as info:
+        options.task_size({"image_bytes": [9], "question": [9]})
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.message == "Task size 9 is larger than maximum input batch size 8"
+    assert options.task_size({"x": [8, 3]}) == 8
+
+    # enable_large_batch_splitting: still at most max_batch_size rows a request, but batches of
+    # max_execution_batch_size rows; a larger request runs in pieces and gets its rows back.
+    split = BatchOptions.from_proto(text_format.Parse(
+        "max_batch_size { value: 5 } enable_large_batch_splitting { value: true } "
+        "max_execution_batch_size { value: 2 } batch_timeout_micros { value: 0 }",
+        protos.BatchingParameters()))
+    assert (split.max_batch_size, split.execution_batch_size) == (5, 2)
+    with pytest.raises(ServingError, match="Task size 6 is larger than maximum input batch "
+                                           "size 5"):
+        split.task_size({"x": [6]})
+    with pytest.raises(ValueError, match="end at max_batch_size"):
+        BatchOptions(max_batch_size=5, enable_large_batch_splitting=True,
+                     max_execution_batch_size=2, allowed_batch_sizes=(1, 5))
+    scheduler = BatchScheduler(lambda inputs: {"y": inputs["x"] * 10}, split)
+    try:
+        assert scheduler.submit({"x": np.arange(5)}).result(10)["y"].tolist() == [0, 10, 20, 30,
+                                                                                  40]
+        assert max(scheduler.batch_sizes) == 2 and sum(scheduler.batch_sizes) == 5
+    finally:
+        scheduler.close()
+
+    # Outputs that do not line up with the rows cannot be split back, even alone in a batch.
+    misaligned = BatchScheduler(lambda inputs: {"y": np.float32(1)}, options)
+    try:
+        with pytest.raises(ServingError) as info:
+            misaligned.submit({"x": np.arange(2)}).result(10)
+        assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        misaligned.close()
+
+
+def _toy_signature(deployment, **limits):
+    from vcaption.serving.servables import Signature
+
+    return Signature("serving_default", deployment["toy"][0].signatures["serving_default"],
+                     **limits)
+
+
+def _strings_proto(values, shape):
+    proto = tf.make_tensor_proto(np.array(values, object))
+    del proto.tensor_shape.dim[:]
+    for size in shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+def test_declared_shapes_are_checked_against_the_payload_before_anything_is_read(deployment,
+                                                                                 monkeypatch):
+    jpeg = deployment["jpegs"][0]
+    signature = _toy_signature(deployment)
+    read = []
+    monkeypatch.setattr(tf, "make_ndarray", lambda proto: read.append(proto) or 1 / 0)
+
+    def refused(image_bytes, question, match, sig=signature):
+        with pytest.raises(ServingError, match=match) as info:
+            sig.check({"image_bytes": image_bytes, "question": question})
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+    one = _strings_proto([b"q"], [1])
+    # A 1 KB request declaring 8,000 copies of one JPEG (TF Serving would decode 8,000 images).
+    refused(_strings_proto([jpeg], [8000]), _strings_proto([b"q"], [8000]),
+            "8000 string elements|16000 string elements")
+    refused(_strings_proto([jpeg], [10 ** 12]), one, "more than")
+    refused(_strings_proto([jpeg, jpeg], [3]), _strings_proto([b"q"], [3]),
+            "declares 3 elements but holds 2 values")
+    refused(_strings_proto([jpeg] * 3, [2]), _strings_proto([b"q"], [2]), "holds 3 values")
+    refused(_strings_proto([], [1]), one, "holds 0 values")
+    refused(_strings_proto([], [0]), _strings_proto([], [0]), "empty batch")
+    refused(_strings_proto([jpeg], [1]), _strings_proto([], [0]), "empty batch")
+    wrong_field = _strings_proto([b"q"], [1])
+    wrong_field.int_val.append(3)
+    refused(_strings_proto([jpeg], [1]), wrong_field, "int_val")
+    # Strings count their bytes (plus a tf.string element each), not one byte each.
+    small = _toy_signature(deployment, max_tensor_bytes=10_000)
+    refused(_strings_proto([b"x" * 3000] * 4, [4]), _strings_proto([b"q"] * 4, [4]),
+            "fills 12096 bytes", small)
+    refused(_strings_proto([b"x" * 3000], [4]), _strings_proto([b"q"], [4]), "fills 12096 bytes",
+            small)
+    assert read == []  # nothing was read, let alone decoded
+
+    monkeypatch.undo()
+    # One value filling the shape is what TF Serving does with it (Tensor::FromProto).
+    images_, questions = _strings_proto([jpeg], [3]), _strings_proto([b"why"], [3])
+    assert signature.check({"image_bytes": images_, "question": questions}) == {
+        "image_bytes": [3], "question": [3]}
+    outputs = signature.run(signature.read({"image_bytes": images_, "question": questions}))
+    score, answer = _toy_direct(deployment, 1, [jpeg] * 3, [b"why"] * 3)
+    np.testing.assert_allclose(outputs["score"], score, rtol=1e-6)
+    bad_content = tf.make_tensor_proto(np.zeros([2, 3], np.float32))
+    bad_content.tensor_content = bad_content.tensor_content[:-4]
+    from vcaption.serving.servables import _value_count
+    with pytest.raises(ServingError, match="tensor_content holds 20 bytes"):
+        _value_count("features", bad_content, tf.float32, 6)
+
+
+def test_unbatched_server_refuses_amplified_requests_too(deployment):
+    """Without batching no batch size bounds a request: the string element cap does."""
+    dev = DevServer(protos.read_model_server_config(str(deployment["config_path"])),
+                    models_dir=str(deployment["root"]), max_string_elements=64)
+    dev.start(port=0)
+    client = client_lib.ServingClient(f"127.0.0.1:{dev.port}", timeout=60, retries=0)
+    try:
+        jpeg = deployment["jpegs"][0]
+        request = client.predict_request("toy", {"image_bytes": _strings_proto([jpeg], [8000]),
+                                                 "question": _strings_proto([b"q"], [8000])})
+        code, details = _code(lambda: client.prediction.Predict(request))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "16000 string elements" in details
+        for rows in (0, 1):  # an empty batch alone, unbatched, is refused as when batched
+            images_ = _strings_proto([jpeg] * rows, [rows])
+            questions = _strings_proto([b"q"] * rows, [rows])
+            request = client.predict_request("toy", {"image_bytes": images_,
+                                                     "question": questions})
+            if rows:
+                assert client.prediction.Predict(request).outputs["answer"].string_val == [b"Q"]
+            else:
+                code, details = _code(lambda: client.prediction.Predict(request))
+                assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty batch" in details
+    finally:
+        client.close()
+        dev.stop()
+
+
+def test_predict_without_deadline_is_served_with_batching(deployment):
+    client, jpegs = deployment["client"], deployment["jpegs"]
+    request = client.predict_request("toy", toy_inputs(jpegs[:2], [b"a", b"b"]), version=1)
+    response = client.prediction.Predict(request)  # no timeout: the RPC has no deadline
+    assert list(response.outputs["answer"].string_val) == [b"A", b"B"]
+    over = client.predict_request("toy", toy_inputs(jpegs[:1] * 9, [b"a"] * 9))
+    code, details = _code(lambda: client.prediction.Predict(over))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "Task size 9 is larger than maximum input batch size 8"
+
+
+def _raw_http(port: int, data: bytes, close_write: bool = True) -> tuple[int, dict]:
+    """Sends `data` as it is; returns the status and JSON body of the server's answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while b"\r\n\r\n" not in response or len(response.split(b"\r\n\r\n", 1)[1]) < int(
+                re.search(rb"Content-Length: (\d+)", response)[1]):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+    head, body = response.split(b"\r\n\r\n", 1)
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def _rest_post(port: int, path: str, body: bytes, headers: dict | None = None) -> bytes:
+    headers = {"Content-Length": str(len(body)), **(headers or {})}
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+
+
+def rest_client_errors(jpeg: bytes):
+    """(kind, path, raw body or None for GET) of REST requests the model server answers 4xx."""
+    b64 = base64.b64encode(jpeg).decode()
+    row = {"image_bytes": {"b64": b64}, "question": "q"}
+    dumps = lambda value: json.dumps(value).encode()  # noqa: E731
+    return [
+        ("b64 not a string", "/v1/models/toy:predict",
+         dumps({"instances": [{"image_bytes": {"b64": 123}, "question": "q"}]})),
+        ("b64 with other keys", "/v1/models/toy:predict",
+         dumps({"instances": [{"image_bytes": {"b64": b64, "x": 1}, "question": "q"}]})),
+        ("deep nesting", "/v1/models/toy:predict",
+         b'{"inputs": {"question": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"),
+        ("nesting deeper than the rank", "/v1/models/toy:predict",
+         dumps({"inputs": {"image_bytes": [[{"b64": b64}]], "question": [["q"]]}})),
+        ("non-string signature_name", "/v1/models/toy:predict",
+         dumps({"signature_name": 7, "instances": [row]})),
+        ("version 10^23", "/v1/models/toy/versions/" + "1" + "0" * 23 + ":predict",
+         dumps({"instances": [row]})),
+        ("GET version 10^23", "/v1/models/toy/versions/1" + "0" * 23, None),
+        ("GET metadata version 10^23", "/v1/models/toy/versions/1" + "0" * 23 + "/metadata",
+         None),
+        ("not JSON", "/v1/models/toy:predict", b"{instances: ["),
+        ("not UTF-8", "/v1/models/toy:predict", b"\xff\xfe{}"),
+        ("empty instances", "/v1/models/toy:predict", dumps({"instances": []})),
+        ("empty batch", "/v1/models/toy:predict",
+         dumps({"inputs": {"image_bytes": [], "question": []}})),
+        ("over-size batch", "/v1/models/toy:predict", dumps({"instances": [row] * 9})),
+        ("number for a string", "/v1/models/toy:predict",
+         dumps({"inputs": {"image_bytes": [{"b64": b64}], "question": [10 ** 30]}})),
+        ("null row value", "/v1/models/toy:predict",
+         dumps({"instances": [{"image_bytes": {"b64": b64}, "question": None}]})),
+        ("not an image", "/v1/models/toy:predict", dumps({"instances": [
+            {"image_bytes": {"b64": base64.b64encode(b"nope").decode()}, "question": "q"}]})),
+    ]
+
+
+def test_rest_client_errors_get_4xx_and_the_connection_stays_usable(deployment):
+    import http.client
+
+    dev, jpeg = deployment["dev"], deployment["jpegs"][0]
+    connection = http.client.HTTPConnection("127.0.0.1", dev.rest_port, timeout=60)
+    valid = json.dumps({"instances": [{"image_bytes": {"b64": base64.b64encode(jpeg).decode()},
+                                       "question": "ok"}]})
+    try:
+        for kind, path, body in rest_client_errors(jpeg):
+            connection.request("GET" if body is None else "POST", path, body)
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            assert response.status == 400, (kind, response.status, answer)
+            assert answer["error"], kind
+            # The same connection carries the next request: nothing was left half-read.
+            connection.request("POST", "/v1/models/toy:predict", valid)
+            response = connection.getresponse()
+            assert response.status == 200, (kind, response.read())
+            assert json.loads(response.read())["predictions"][0]["answer"] == "OK"
+    finally:
+        connection.close()
+
+
+def test_rest_truncated_stalled_and_chunked_bodies_are_refused_not_run(deployment):
+    dev, jpeg = deployment["dev"], deployment["jpegs"][0]
+    body = json.dumps({"instances": [{"image_bytes": {"b64": base64.b64encode(jpeg).decode()},
+                                      "question": "q"}]}).encode()
+    ok_before = dev.codes.get("OK", 0)
+    # Content-Length promises more than arrives before the client closes its side.
+    status, answer = _raw_http(dev.rest_port, _rest_post(dev.rest_port, "/v1/models/toy:predict",
+                                                         body[:-2], {"Content-Length": len(body)}))
+    assert status == 400 and "truncated body" in answer["error"]
+    # ... or the client stalls: the read times out (the model server's rest_api_timeout_in_ms).
+    saved, dev.rest_timeout = dev.rest_timeout, 0.5
+    try:
+        status, answer = _raw_http(dev.rest_port, _rest_post(
+            dev.rest_port, "/v1/models/toy:predict", body[:10], {"Content-Length": len(body)}),
+            close_write=False)
+    finally:
+        dev.rest_timeout = saved
+    assert status == 408 and "did not arrive" in answer["error"]
+    status, answer = _raw_http(dev.rest_port, _rest_post(
+        dev.rest_port, "/v1/models/toy:predict", b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+        {"Transfer-Encoding": "chunked"}))
+    assert status == 400 and "Content-Length" in answer["error"]
+    assert dev.codes.get("OK", 0) == ok_before  # none of them ran
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read())[1]) * 1024
+
+
+def fuzz_devserver(deployment, count: int, seed: int = 0, threads: int = 8) -> dict:
+    """Sends `count` requests (bounded, loopback) to the batching development server from
+    `threads` threads: valid ones interleaved with every kind of bad one, gRPC without deadlines.
+
+    Returns {"codes": {kind: {code: n}}, "wrong": [...], "rss_growth": bytes, "seconds": s}.
+    """
+    import concurrent.futures
+    import http.client
+
+    dev, client, jpegs = deployment["dev"], deployment["client"], deployment["jpegs"]
+    req = client.predict_request
+    invalid = {"INVALID_ARGUMENT"}
+    grpc_kinds = [(kind, request, {code.name for code in allowed})
+                  for kind, request, allowed in malformed_requests(client, jpegs[0])]
+    grpc_kinds += [
+        ("amplified [8000]", req("toy", {"image_bytes": _strings_proto([jpegs[0]], [8000]),
+                                         "question": _strings_proto([b"q"], [8000])}), invalid),
+        ("amplified [5], 2 values", req("toy", {
+            "image_bytes": _strings_proto(jpegs[:2], [5]),
+            "question": _strings_proto([b"q"], [5])}), invalid),
+        ("empty batch", req("toy", {"image_bytes": _strings_proto([], [0]),
+                                    "question": _strings_proto([], [0])}), invalid),
+        ("over-size batch", req("toy", toy_inputs(jpegs[:1] * 9, [b"q"] * 9)), invalid),
+    ]
+    valid_grpc = [("valid", req("toy", toy_inputs(jpegs[:1], [b"a"])), {"OK"}),
+                  ("valid 3 rows", req("toy", toy_inputs(jpegs, [b"a", b"b", b"c"])), {"OK"}),
+                  ("valid broadcast", req("toy", {"image_bytes": _strings_proto([jpegs[1]], [4]),
+                                                  "question": _strings_proto([b"q"], [4])}),
+                   {"OK"})]
+    rest_kinds = [(kind, path, body, {400}) for kind, path, body in rest_client_errors(jpegs[0])]
+    valid_rest = ("valid REST", "/v1/models/toy:predict", json.dumps({"instances": [
+        {"image_bytes": {"b64": base64.b64encode(jpegs[2]).decode()}, "question": "r"}]}).encode(),
+                  {200})
+    truncated = ("truncated body", valid_rest[2])
+    rng = np.random.default_rng(seed)
+    schedule = []
+    for i in range(count):
+        if i % 4 == 0:  # every fourth request is a valid one, gRPC or REST
+            schedule.append(valid_rest if i % 8 == 0 else valid_grpc[rng.integers(3)])
+        elif i % 4 == 1:
+            schedule.append(rest_kinds[rng.integers(len(rest_kinds))])
+        elif i % 50 == 3:
+            schedule.append(truncated)
+        else:
+            schedule.append(grpc_kinds[rng.integers(len(grpc_kinds))])
+
+    def send(item):
+        kind = item[0]
+        if item is truncated:
+            status, _ = _raw_http(dev.rest_port, _rest_post(
+                dev.rest_port, "/v1/models/toy:predict", item[1][:-5],
+                {"Content-Length": len(item[1])}))
+            return kind, status, status == 400
+        if len(item) == 4:  # REST
+            _, path, body, allowed = item
+            connection = http.client.HTTPConnection("127.0.0.1", dev.rest_port, timeout=120)
+            try:
+                connection.request("GET" if body is None else "POST", path, body)
+                status = connection.getresponse().status
+            finally:
+                connection.close()
+            return kind, status, status in allowed
+        _, request, allowed = item
+        try:
+            client.prediction.Predict(request)  # no deadline, as most scripts
+            code = "OK"
+        except grpc.RpcError as error:
+            code = error.code().name
+        return kind, code, code in allowed
+
+    for item in valid_grpc + [valid_rest]:  # warm every path before measuring memory
+        assert send(item)[2], item[0]
+    rss_before, start = _rss_bytes(), time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        answers = list(pool.map(send, schedule))
+    seconds = time.monotonic() - start
+    codes: dict = {}
+    for kind, code, _ in answers:
+        codes.setdefault(kind, {}).setdefault(code, 0)
+        codes[kind][code] += 1
+    return {"codes": codes, "wrong": [(k, c) for k, c, ok in answers if not ok],
+            "rss_growth": _rss_bytes() - rss_before, "seconds": seconds, "requests": len(answers)}
+
+
+def _check_fuzz(deployment, report: dict) -> None:
+    totals: dict = {}
+    for by_code in report["codes"].values():
+        for code, n in by_code.items():
+            totals[str(code)] = totals.get(str(code), 0) + n
+    print(f"\nfuzz: {report['requests']} requests in {report['seconds']:.1f} s, answers {totals}, "
+          f"RSS growth {report['rss_growth'] / 2 ** 20:.1f} MiB")
+    assert not report["wrong"], report["wrong"][:10]
+    assert not {"INTERNAL", "UNKNOWN", "500"} & set(totals)
+    assert report["rss_growth"] < 200 * 2 ** 20  # bounded, whatever the requests declare
+    # ... and the server is still up and right.
+    out = deployment["client"].predict("toy", toy_inputs(deployment["jpegs"][:1], [b"q"]))
+    assert out["answer"].tolist() == [b"Q"]
+
+
+def test_fuzz_batching_devserver_answers_bad_requests_as_client_errors(deployment):
+    """Must-show 2 (bounded: 1000 requests on loopback): zero INTERNAL / UNKNOWN / HTTP 500,
+    every valid request interleaved succeeds, memory bounded."""
+    _check_fuzz(deployment, fuzz_devserver(deployment, 1000))
+
+
+@pytest.mark.slow
+def test_fuzz_batching_devserver_10000_requests(deployment):
+    _check_fuzz(deployment, fuzz_devserver(deployment, 10_000, seed=1, threads=16))
 
 
 # ----------------------------------------------------------------------------------------------

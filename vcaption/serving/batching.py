@@ -13,11 +13,22 @@ once and its outputs are split back along dimension 0. The knobs are TF Serving'
 * `allowed_batch_sizes`: a batch is padded (repeating its first row) up to the next allowed size
   so that the model sees few distinct shapes (what matters for XLA/GPU kernels); the padding rows'
   outputs are dropped.
+* `enable_large_batch_splitting`, `max_execution_batch_size`: batches hold at most
+  `max_execution_batch_size` rows (default `max_batch_size`) and a larger request is split into
+  pieces that run in separate batches; its outputs are the pieces' outputs concatenated.
 
-Differences from the model server, on purpose: a request larger than `max_batch_size` runs on its
-own instead of being refused; requests whose non-batch dimensions differ are never mixed (no
-`pad_variable_length_inputs`); and when a mixed batch fails (say one request carries bytes that are
-not an image), each of its requests is re-run alone so that only the bad one fails.
+A request is refused, as by TF Serving's `BatchingSession` and `SharedBatchScheduler`, with
+INVALID_ARGUMENT when an input has no dimension 0 (a scalar cannot be concatenated), when its
+inputs disagree on dimension 0, or when it holds more than `max_batch_size` rows ("Task size ...
+is larger than maximum input batch size ..."), splitting or not. Outputs whose dimension 0 is
+not the batch's rows cannot be split back and fail the request with FAILED_PRECONDITION.
+
+Differences from the model server, on purpose: requests whose non-batch dimensions differ are
+never mixed (TF Serving would fail such a batch unless `pad_variable_length_inputs`); when a mixed
+batch fails (say one request carries bytes that are not an image), each of its requests is re-run
+alone so that only the bad one fails (TF Serving fails every request of the batch); a large
+request is split into pieces of `max_execution_batch_size` rows (TF Serving first tops up the
+batch being formed).
 
 Example:
 ```python
@@ -39,7 +50,7 @@ import time
 import grpc
 import numpy as np
 
-from vcaption.serving.servables import ServingError
+from vcaption.serving.servables import ServingError, invalid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +61,27 @@ class BatchOptions:
     max_enqueued_batches: int = 10
     num_batch_threads: int = 1
     allowed_batch_sizes: tuple = ()
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int | None = None  # None: max_batch_size
 
     def __post_init__(self):
         if self.max_batch_size < 1 or self.num_batch_threads < 1:
             raise ValueError(f"max_batch_size and num_batch_threads must be >= 1: {self}")
+        if not 1 <= self.execution_batch_size <= self.max_batch_size:
+            raise ValueError("max_execution_batch_size must be between 1 and max_batch_size, "
+                             f"got {self.max_execution_batch_size}")
         sizes = list(self.allowed_batch_sizes)
-        if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
-            raise ValueError("allowed_batch_sizes must increase and end at max_batch_size, "
-                             f"got {sizes} with max_batch_size {self.max_batch_size}")
+        if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != self.execution_batch_size):
+            raise ValueError("allowed_batch_sizes must increase and end at max_batch_size "
+                             f"(max_execution_batch_size when splitting), "
+                             f"{self.execution_batch_size}; got {sizes}")
+
+    @property
+    def execution_batch_size(self) -> int:
+        """Rows one batch may hold (`max_execution_batch_size` only counts with splitting)."""
+        if self.enable_large_batch_splitting and self.max_execution_batch_size:
+            return self.max_execution_batch_size
+        return self.max_batch_size
 
     @classmethod
     def from_proto(cls, params) -> "BatchOptions":
@@ -69,7 +93,28 @@ class BatchOptions:
                    batch_timeout_micros=pick("batch_timeout_micros"),
                    max_enqueued_batches=pick("max_enqueued_batches"),
                    num_batch_threads=pick("num_batch_threads"),
-                   allowed_batch_sizes=tuple(params.allowed_batch_sizes))
+                   allowed_batch_sizes=tuple(params.allowed_batch_sizes),
+                   enable_large_batch_splitting=pick("enable_large_batch_splitting"),
+                   max_execution_batch_size=pick("max_execution_batch_size"))
+
+    def task_size(self, shapes: dict) -> int:
+        """The rows of a request with input `shapes` ({name: dims}), or INVALID_ARGUMENT with
+        TF Serving's message when batching cannot take it.
+
+        Called on the declared shapes, before the request's tensors are read, so that an
+        over-size request costs nothing.
+        """
+        if any(len(dims) == 0 for dims in shapes.values()):
+            raise invalid("Batching session Run() input tensors must have at least one dimension")
+        rows = {int(dims[0]) for dims in shapes.values()}
+        if len(rows) != 1:
+            raise invalid("Batching session Run() input tensors must have equal 0th-dimension "
+                          f"size; got {sorted(rows)}")
+        size = rows.pop()
+        if size > self.max_batch_size:
+            raise invalid(f"Task size {size} is larger than maximum input batch size "
+                          f"{self.max_batch_size}")
+        return size
 
 
 @dataclasses.dataclass
@@ -105,24 +150,25 @@ class BatchScheduler:
 
     def submit(self, inputs: dict) -> concurrent.futures.Future:
         """Enqueues one request; the future resolves to its outputs or a `ServingError`."""
-        rows = {int(np.shape(v)[0]) for v in inputs.values()}
-        if len(rows) != 1:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"inputs disagree on the batch size (dimension 0): {sorted(rows)}")
-        task = _Task(inputs, rows.pop(),
-                     tuple(sorted((k, np.shape(v)[1:]) for k, v in inputs.items())),
-                     time.monotonic(), concurrent.futures.Future())
-        limit = self.options.max_enqueued_batches * self.options.max_batch_size
+        rows = self.options.task_size({k: np.shape(v) for k, v in inputs.items()})
+        step = self.options.execution_batch_size
+        pieces = [{k: v[start:start + step] for k, v in inputs.items()}  # [<= step, ...]
+                  for start in range(0, rows, step)] if rows > step else [inputs]
+        tasks = [_Task(piece, min(step, rows - i * step),
+                       tuple(sorted((k, np.shape(v)[1:]) for k, v in piece.items())),
+                       time.monotonic(), concurrent.futures.Future())
+                 for i, piece in enumerate(pieces)]
+        limit = self.options.max_enqueued_batches * step
         with self._cond:
             if self._closed:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "batch scheduler is shut down")
-            if self._queued_rows + task.rows > limit and self._queue:
+            if self._queued_rows + rows > limit and self._queue:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE,
                                    f"the batch scheduling queue is full ({limit} rows)")
-            self._queue.append(task)
-            self._queued_rows += task.rows
-            self._cond.notify()
-        return task.future
+            self._queue.extend(tasks)
+            self._queued_rows += rows
+            self._cond.notify_all()
+        return tasks[0].future if len(tasks) == 1 else _Joined([t.future for t in tasks])
 
     def close(self) -> None:
         with self._cond:
@@ -134,7 +180,7 @@ class BatchScheduler:
     def _take_batch(self) -> list[_Task] | None:
         """Blocks until a batch is due (full, or its oldest task timed out); pops it."""
         timeout = self.options.batch_timeout_micros / 1e6
-        limit = self.options.max_batch_size
+        limit = self.options.execution_batch_size
         with self._cond:
             while True:
                 if self._closed:
@@ -192,9 +238,7 @@ class BatchScheduler:
                 merged = np.concatenate([merged, np.repeat(merged[:1], pad, axis=0)], axis=0)
             inputs[key] = merged
         try:
-            outputs = self.run(inputs)
-            if any(np.ndim(v) == 0 or np.shape(v)[0] != rows + pad for v in outputs.values()):
-                raise ValueError("outputs without a matching batch dimension")
+            outputs = _split_ready(self.run(inputs), rows + pad)
         except Exception:
             # One bad request (or outputs that cannot be split): every request runs alone, so
             # each gets its own answer and only the bad ones fail.
@@ -209,6 +253,51 @@ class BatchScheduler:
 
     def _run_alone(self, task: _Task) -> None:
         try:
-            task.future.set_result(self.run(task.inputs))
+            task.future.set_result(_split_ready(self.run(task.inputs), task.rows))
         except Exception as error:
             task.future.set_exception(error)
+
+
+def _split_ready(outputs: dict, rows: int) -> dict:
+    """`outputs` if every one has `rows` on dimension 0; TF Serving's `SplitOutputTensors`
+    refuses the rest, even for a request alone in its batch (a signature whose outputs do not
+    line up row for row with its inputs cannot be batched)."""
+    for key, value in outputs.items():
+        if np.ndim(value) == 0 or np.shape(value)[0] != rows:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"Batched output tensor's 0th dimension does not equal the sum of "
+                               f"the 0th dimension sizes of the input tensors: output '{key}' "
+                               f"has shape {list(np.shape(value))} for {rows} rows")
+    return outputs
+
+
+class _Joined(concurrent.futures.Future):
+    """The future of a split request: its pieces' outputs concatenated along dimension 0, or the
+    first piece's error. `cancel` cancels the pieces still queued (a deadline passed)."""
+
+    def __init__(self, pieces: list):
+        super().__init__()
+        self.set_running_or_notify_cancel()
+        self._pieces = pieces
+        self._remaining = len(pieces)
+        self._lock = threading.Lock()
+        for piece in pieces:
+            piece.add_done_callback(self._piece_done)
+
+    def cancel(self) -> bool:
+        return all([piece.cancel() for piece in self._pieces])
+
+    def _piece_done(self, _) -> None:
+        with self._lock:
+            self._remaining -= 1
+            if self._remaining:
+                return
+        if any(piece.cancelled() for piece in self._pieces):
+            self.set_exception(ServingError(grpc.StatusCode.CANCELLED, "request cancelled"))
+            return
+        errors = [piece.exception() for piece in self._pieces if piece.exception()]
+        if errors:
+            self.set_exception(errors[0])
+            return
+        outputs = [piece.result() for piece in self._pieces]
+        self.set_result({k: np.concatenate([o[k] for o in outputs], axis=0) for k in outputs[0]})

@@ -16,12 +16,20 @@ loaded. It implements, from the `tensorflow-serving-api` protos:
 
 Behaviour follows the model server: `model_version_policy` (latest N / all / specific),
 `version_labels`, new versions picked up by polling `--file_system_poll_wait_seconds`, request
-batching from a `BatchingParameters` file. Bad requests get INVALID_ARGUMENT (unknown inputs,
-wrong dtype or shape, bytes that are not images — the in-graph checks raise
-InvalidArgumentError), unknown model / version / label / signature get NOT_FOUND, and the server
-keeps serving. Requests over `--max_request_bytes` get INVALID_ARGUMENT; gRPC itself refuses
-messages over twice that with RESOURCE_EXHAUSTED before they are buffered. It binds 127.0.0.1
-unless `--host` says otherwise (the container's model server is the one to expose).
+batching from a `BatchingParameters` file with its refusals (a scalar input, inputs disagreeing
+on dimension 0, "Task size N is larger than maximum input batch size M"; see `batching`), requests
+without a deadline served as there. Bad requests get INVALID_ARGUMENT (unknown inputs, wrong dtype
+or shape, value counts that do not fill the declared shape, bytes that are not images — the
+in-graph checks raise InvalidArgumentError), unknown model / version / label / signature get
+NOT_FOUND, and the server keeps serving; REST answers use the model server's status -> HTTP
+mapping, so no client error is a 500. Before anything is read or decoded, requests are bounded:
+`--max_request_bytes` on the serialized request (gRPC itself refuses messages over twice that
+with RESOURCE_EXHAUSTED before they are buffered) and on each input once its values fill
+its shape (not below 64 MiB),
+`--max_string_elements` on the strings (images) one request may declare (see `servables`). A
+REST body must arrive whole within `--rest_api_timeout_in_ms`. It binds 127.0.0.1 unless
+`--host` says otherwise (the container's model server is the one to expose). Where it still
+differs from the model server: serving/README.md, "Differences from the model server".
 
 `--models_dir DIR` rewrites `base_path`s under `/models` (where the compose file mounts
 `saved_models/`) to DIR, so the deployment's `models.config` serves the local exports unchanged.
@@ -47,10 +55,15 @@ from vcaption import cli
 from vcaption.runtime import logs
 from vcaption.serving import protos
 from vcaption.serving.batching import BatchOptions, BatchScheduler
-from vcaption.serving.servables import (DEFAULT_MAX_TENSOR_BYTES, ModelRegistry, ServingError,
-                                        invalid)
+from vcaption.serving.servables import (DEFAULT_MAX_STRING_ELEMENTS, DEFAULT_MAX_TENSOR_BYTES,
+                                        ModelRegistry, ServingError, invalid)
 
 DEFAULT_MAX_REQUEST_BYTES = 64 << 20
+DEFAULT_REST_TIMEOUT_MS = 30_000  # the model server's --rest_api_timeout_in_ms default
+# gRPC reports "no deadline" as ~1.8e10 s remaining, more than a lock wait accepts
+# (OverflowError): such a request waits for its batch without a timeout, as in the model server.
+_NO_DEADLINE = threading.TIMEOUT_MAX / 2
+_INT64_MAX = 2 ** 63 - 1
 
 
 def fill_tensor_proto(proto, array: np.ndarray) -> None:
@@ -79,15 +92,22 @@ class DevServer:
         batching: `BatchOptions` to batch requests, or None.
         models_dir: replaces the `/models` prefix of every base path (see module docstring).
         max_request_bytes: requests (serialized `PredictRequest` size) above this are refused.
+        max_string_elements: requests declaring more string elements in all are refused.
+        rest_timeout: seconds a REST request may take, reading its body included (the model
+            server's `--rest_api_timeout_in_ms`).
     """
 
     def __init__(self, config, batching: BatchOptions | None = None, models_dir: str | None = None,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 max_string_elements: int = DEFAULT_MAX_STRING_ELEMENTS,
+                 rest_timeout: float = DEFAULT_REST_TIMEOUT_MS / 1000):
         self.registry = ModelRegistry(
             config, ("/models", models_dir) if models_dir else None,
-            max_tensor_bytes=max(max_request_bytes, DEFAULT_MAX_TENSOR_BYTES))
+            max_tensor_bytes=max(max_request_bytes, DEFAULT_MAX_TENSOR_BYTES),
+            max_string_elements=max_string_elements)
         self.batching = batching
         self.max_request_bytes = max_request_bytes
+        self.rest_timeout = rest_timeout
         self._schedulers: dict[tuple, BatchScheduler] = {}
         self._lock = threading.Lock()
         self.codes: dict[str, int] = {}  # answers by status code name, for monitoring / tests
@@ -108,7 +128,9 @@ class DevServer:
         return self.registry.get(model_spec.name, version, model_spec.version_label or None)
 
     def _scheduler(self, servable, signature) -> BatchScheduler | None:
-        if self.batching is None or not signature.batchable:
+        # Every signature, as the model server batches every signature of every model: one with
+        # a scalar input is refused there (BatchOptions.task_size), and so it is here.
+        if self.batching is None:
             return None
         key = (servable.name, servable.version, signature.name)
         with self._lock:
@@ -117,7 +139,10 @@ class DevServer:
             return self._schedulers[key]
 
     def predict(self, request, timeout: float | None = None):
-        """`PredictRequest` -> `PredictResponse`; raises `ServingError`."""
+        """`PredictRequest` -> `PredictResponse`; raises `ServingError`.
+
+        `timeout`: seconds to wait for the batch (None: no deadline).
+        """
         from tensorflow_serving.apis import predict_pb2
 
         size = request.ByteSize()
@@ -131,8 +156,11 @@ class DevServer:
         if unknown:
             raise invalid(f"output_filter names unknown outputs {unknown}; "
                           f"'{signature.name}' has {sorted(signature.outputs)}")
-        arrays = signature.validate(request.inputs)
+        shapes = signature.check(request.inputs)
         scheduler = self._scheduler(servable, signature)
+        if scheduler is not None:  # batching refusals cost nothing: before the tensors are read
+            scheduler.options.task_size(shapes)
+        arrays = signature.read(request.inputs)
         if scheduler is None:
             outputs = signature.run(arrays)
         else:
@@ -232,8 +260,7 @@ class DevServer:
             raise OSError(f"cannot bind {host}:{port}")
         self.grpc_server.start()
         if rest_port is not None:
-            self.rest_server = http.server.ThreadingHTTPServer((host, rest_port), _RestHandler)
-            self.rest_server.daemon_threads = True
+            self.rest_server = _RestServer((host, rest_port), _RestHandler)
             self.rest_server.dev = self
             self.rest_port = self.rest_server.server_address[1]
             threading.Thread(target=self.rest_server.serve_forever, daemon=True).start()
@@ -273,7 +300,9 @@ class _PredictionServicer:
         self.dev = dev
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        return _answer(self.dev, context, self.dev.predict, request, context.time_remaining())
+        remaining = context.time_remaining()
+        timeout = remaining if remaining is not None and remaining < _NO_DEADLINE else None
+        return _answer(self.dev, context, self.dev.predict, request, timeout)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         return _answer(self.dev, context, self.dev.metadata, request)
@@ -302,9 +331,14 @@ class _ModelServicer:
 # ----------------------------------------------------------------------------------------------
 # REST (TF Serving's JSON API).
 
-_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+# The model server's status -> HTTP mapping (its REST handler's ToHTTPStatusCode).
+_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
+                grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.NOT_FOUND: 404,
+                grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409,
+                grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
                 grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-                grpc.StatusCode.UNIMPLEMENTED: 501}
+                grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.PERMISSION_DENIED: 403,
+                grpc.StatusCode.UNAUTHENTICATED: 401}
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|"
                    r"/labels/(?P<label>[^/:]+))?(?P<rest>/metadata|:predict)?$")
 
@@ -313,8 +347,8 @@ def _from_json(value, dtype: tf.DType):
     """A JSON value (nested lists, `{"b64": ...}` for bytes) -> ndarray of `dtype`."""
     def unwrap(v):
         if isinstance(v, dict):
-            if set(v) != {"b64"}:
-                raise invalid(f"a JSON object in a tensor must be {{\"b64\": ...}}, got {v}")
+            if set(v) != {"b64"} or not isinstance(v["b64"], str):
+                raise invalid('a JSON object in a tensor must be {"b64": "<base64 string>"}')
             try:
                 return base64.b64decode(v["b64"], validate=True)
             except ValueError:
@@ -331,7 +365,7 @@ def _from_json(value, dtype: tf.DType):
                 raise ValueError("string tensors take strings or {\"b64\": ...}")
             return array
         return np.array(raw, dtype=dtype.as_numpy_dtype)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         raise invalid(f"cannot read a {dtype.name} tensor from JSON: {error}") from None
 
 
@@ -344,61 +378,107 @@ def _to_json(name: str, array: np.ndarray):
     return array.tolist()
 
 
+class _RestServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 overflows under a burst of clients, which then see
+    # their connections reset instead of an answer.
+    request_queue_size = 128
+
+
 class _RestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        # A socket timeout bounds every read: a stalled upload or an idle keep-alive connection
+        # cannot hold a handler thread for longer than a request may take.
+        self.timeout = self.server.dev.rest_timeout
+        super().setup()
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError):  # the client went away: nobody to answer
+            self.close_connection = True
 
     def log_message(self, *args):  # quiet: the load test would flood stderr
         pass
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client is gone; nothing to tell it
+            self.close_connection = True
 
-    def _fail(self, code: grpc.StatusCode, message: str) -> None:
+    def _fail(self, code: grpc.StatusCode, message: str, http_status: int | None = None) -> None:
         self.server.dev._count(code)
-        self._reply(_HTTP_STATUS.get(code, 500), {"error": message})
+        self._reply(http_status or _HTTP_STATUS.get(code, 500), {"error": message})
+
+    def _respond(self, handler, *args) -> None:
+        """Runs `handler(*args)` -> JSON body; every failure becomes a status, none a dropped
+        connection."""
+        try:
+            body = handler(*args)
+        except ServingError as error:
+            return self._fail(error.code, error.message)
+        except RecursionError:  # JSON nested deeper than Python recurses
+            return self._fail(grpc.StatusCode.INVALID_ARGUMENT, "JSON nested too deeply")
+        except Exception as error:  # a bug must cost one request, never the server
+            traceback.print_exc()
+            return self._fail(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+        self.server.dev._count(grpc.StatusCode.OK)
+        self._reply(200, body)
 
     def _spec(self, match, signature_name=""):
         from tensorflow_serving.apis import model_pb2
 
+        if not isinstance(signature_name, str):
+            raise invalid(f'"signature_name" must be a string, got {json.dumps(signature_name)}')
         spec = model_pb2.ModelSpec(name=match["name"], signature_name=signature_name)
         if match["version"]:
-            spec.version.value = int(match["version"])
+            version = int(match["version"])
+            if version > _INT64_MAX:
+                raise invalid(f"version {match['version']} is out of range (int64)")
+            spec.version.value = version
         if match["label"]:
             spec.version_label = match["label"]
         return spec
 
     def do_GET(self):  # noqa: N802
-        from google.protobuf import json_format
-        from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
-
         match = _PATH.match(self.path)
         if not match or match["rest"] == ":predict":
             return self._fail(grpc.StatusCode.NOT_FOUND, f"no route {self.path}")
+        self._respond(self._get, match)
+
+    def _get(self, match) -> dict:
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
         dev = self.server.dev
-        try:
-            if match["rest"] == "/metadata":
-                response = dev.metadata(get_model_metadata_pb2.GetModelMetadataRequest(
-                    model_spec=self._spec(match), metadata_field=["signature_def"]))
-                signature_map = get_model_metadata_pb2.SignatureDefMap()
-                response.metadata["signature_def"].Unpack(signature_map)
-                body = {"model_spec": json_format.MessageToDict(response.model_spec),
-                        "metadata": {"signature_def": json_format.MessageToDict(signature_map)}}
-            else:
-                response = dev.status(get_model_status_pb2.GetModelStatusRequest(
-                    model_spec=self._spec(match)))
-                body = json_format.MessageToDict(response)
-        except ServingError as error:
-            return self._fail(error.code, error.message)
-        dev._count(grpc.StatusCode.OK)
-        self._reply(200, body)
+        if match["rest"] == "/metadata":
+            response = dev.metadata(get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=self._spec(match), metadata_field=["signature_def"]))
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signature_map)
+            return {"model_spec": json_format.MessageToDict(response.model_spec),
+                    "metadata": {"signature_def": json_format.MessageToDict(signature_map)}}
+        response = dev.status(get_model_status_pb2.GetModelStatusRequest(
+            model_spec=self._spec(match)))
+        return json_format.MessageToDict(response)
 
     def do_POST(self):  # noqa: N802
         dev = self.server.dev
+        if self.headers.get("Transfer-Encoding"):
+            # Its chunks would be read as the next request; with Content-Length they cannot be.
+            self.close_connection = True
+            return self._fail(grpc.StatusCode.INVALID_ARGUMENT,
+                              "Transfer-Encoding is not supported; send Content-Length")
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -410,19 +490,40 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return self._fail(grpc.StatusCode.INVALID_ARGUMENT,
                               f"request of {length} bytes exceeds {dev.max_request_bytes}")
-        payload = self.rfile.read(length)
+        try:
+            payload = self._read_body(length, dev.rest_timeout)
+        except TimeoutError:
+            self.close_connection = True
+            return self._fail(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"the body did not arrive within {dev.rest_timeout:g} s", 408)
+        if len(payload) != length:  # the client closed early: never run a partial body
+            self.close_connection = True
+            return self._fail(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"truncated body: {len(payload)} of {length} bytes")
         match = _PATH.match(self.path)
         if not match or match["rest"] != ":predict":
             return self._fail(grpc.StatusCode.NOT_FOUND, f"no route POST {self.path}")
+        self._respond(self._predict, dev, match, payload)
+
+    def _read_body(self, length: int, seconds: float) -> bytes:
+        """Up to `length` bytes (fewer if the client closes early) within `seconds` in all: a
+        client trickling a byte now and then cannot hold the handler either."""
+        deadline = time.monotonic() + seconds
+        chunks, received = [], 0
         try:
-            body = self._predict(dev, match, payload)
-        except ServingError as error:
-            return self._fail(error.code, error.message)
-        except Exception as error:  # never let one request take the server down
-            traceback.print_exc()
-            return self._fail(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
-        dev._count(grpc.StatusCode.OK)
-        self._reply(200, body)
+            while received < length:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(remaining)
+                chunk = self.rfile.read1(min(length - received, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                received += len(chunk)
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(chunks)
 
     def _predict(self, dev: DevServer, match, payload: bytes) -> dict:
         from tensorflow_serving.apis import predict_pb2
@@ -458,10 +559,14 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             if key not in specs:
                 raise invalid(f"unknown input '{key}'; '{signature.name}' takes {sorted(specs)}")
             request.inputs[key].CopyFrom(tf.make_tensor_proto(_from_json(value, specs[key].dtype)))
-        response = dev.predict(request)
+        response = dev.predict(request, timeout=dev.rest_timeout)
         outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
         if "inputs" in body:
             return {"outputs": {k: _to_json(k, v) for k, v in outputs.items()}}
+        scalars = sorted(k for k, v in outputs.items() if v.ndim == 0)
+        if scalars:  # a scalar output has no rows to hand out
+            raise invalid(f"outputs {scalars} have no batch dimension: use the columnar "
+                          '"inputs" form')
         rows = len(next(iter(outputs.values())))
         if len(outputs) == 1:
             (key, value), = outputs.items()
@@ -475,7 +580,8 @@ def build_parser():
     # --enable_batching, ...), underscores included, against the kebab-case rule of every other
     # vcaption command (vcaption/cli.py): this server is a development stand-in for the stock
     # `tensorflow_model_server`, and the same command line must work with either. Do not rename
-    # them. The few flags the model server lacks (--models_dir, --host, --verbose) follow its style.
+    # them. The few flags the model server lacks (--models_dir, --host, --max_request_bytes,
+    # --max_string_elements, --verbose) follow its style.
     parser = cli.make_parser("python -m vcaption.serving.devserver", __doc__.split("\n\n")[0])
     parser.add_argument("--model_config_file", required=True, help="text ModelServerConfig")
     parser.add_argument("--models_dir", default=None,
@@ -493,6 +599,11 @@ def build_parser():
                         help="re-read the config file every N s (0: never)")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="refuse larger requests with INVALID_ARGUMENT")
+    parser.add_argument("--max_string_elements", type=int, default=DEFAULT_MAX_STRING_ELEMENTS,
+                        help="refuse requests declaring more string elements (images, frames) "
+                             "with INVALID_ARGUMENT")
+    parser.add_argument("--rest_api_timeout_in_ms", type=int, default=DEFAULT_REST_TIMEOUT_MS,
+                        help="time a REST request may take, reading its body included")
     parser.add_argument("--grpc_max_threads", type=int, default=64, help="gRPC worker threads")
     parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                         help="threads one op may use (0: TensorFlow's default, all cores)")
@@ -516,7 +627,8 @@ def main(argv=None) -> int:
         batching = (BatchOptions.from_proto(protos.read_batching_parameters(
             args.batching_parameters_file)) if args.batching_parameters_file else BatchOptions())
     dev = DevServer(protos.read_model_server_config(args.model_config_file), batching,
-                    args.models_dir, args.max_request_bytes)
+                    args.models_dir, args.max_request_bytes, args.max_string_elements,
+                    args.rest_api_timeout_in_ms / 1000)
     dev.start(args.port, args.host,
               rest_port=args.rest_api_port if args.rest_api_port else None,
               poll_seconds=args.file_system_poll_wait_seconds,

@@ -57,6 +57,7 @@ def _declare_messages():
                 field.type_name = type_name
 
     int64_value, string_value = ".google.protobuf.Int64Value", ".google.protobuf.StringValue"
+    bool_value = ".google.protobuf.BoolValue"
     batching = descriptor_pb2.FileDescriptorProto(
         name="vcaption/session_bundle_config.proto", package="tensorflow.serving",
         syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
@@ -68,6 +69,8 @@ def _declare_messages():
         ("thread_pool_name", 5, F.TYPE_MESSAGE, optional, string_value),
         ("allowed_batch_sizes", 6, F.TYPE_INT64, repeated, None),
         ("pad_variable_length_inputs", 7, F.TYPE_BOOL, optional, None),
+        ("enable_large_batch_splitting", 8, F.TYPE_MESSAGE, optional, bool_value),
+        ("max_execution_batch_size", 9, F.TYPE_MESSAGE, optional, int64_value),
     ])
     pool.Add(batching)
 

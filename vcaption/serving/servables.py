@@ -5,10 +5,23 @@ concrete function's input specs, and the `SignatureDef`s of `saved_model.pb` for
 captioners, VQA, ranker and video exports are served without code that knows about them.
 
 Requests are validated before anything runs, as TF Serving does: every input present and no
-unknown one, dtype equal to the signature's, rank and every fixed dimension matching, and the
-element count bounded *before* `tf.make_ndarray` allocates (a TensorProto can declare a shape of
-10^12 elements in a few bytes). Failures raise `ServingError` with the gRPC code TF Serving uses:
-INVALID_ARGUMENT for a bad request, NOT_FOUND for an unknown model / version / label / signature.
+unknown one, dtype equal to the signature's, rank and every fixed dimension matching. A
+TensorProto declares its shape apart from its values, so a few bytes can declare 10^12 elements,
+and TF Serving's `Tensor::FromProto` repeats the last value to fill the shape: `check` bounds what
+a request declares *before* anything is allocated or decoded:
+
+* the values must be as many as the shape's elements, or one value that fills the shape (what
+  `tf.make_tensor_proto(value, shape=...)` writes); TF Serving also pads two values out to a
+  thousand, or truncates, which no client means, so those are refused here;
+* each input's size once filled out is bounded by `max_tensor_bytes`, strings counted at their
+  length plus the 24 bytes of a `tf.string` element (not one byte each);
+* the string elements of a request, each possibly an image to decode, are bounded by
+  `max_string_elements` (a 1 KB request declaring 8,000 copies of one JPEG is refused);
+* a batch of zero rows is refused (TF Serving hands it to the model, whose answer depends on its
+  ops: a convolution refuses it, a batch of others hides it).
+
+Failures raise `ServingError` with the gRPC code TF Serving uses: INVALID_ARGUMENT for a bad
+request, NOT_FOUND for an unknown model / version / label / signature.
 
 Example:
 ```python
@@ -16,7 +29,8 @@ registry = ModelRegistry(protos.read_model_server_config("serving/models.config"
 registry.refresh()
 servable = registry.get("lrcn_2f")            # the highest aspired version
 signature = servable.signature("serving_default")
-outputs = signature.run(signature.validate(request.inputs))
+signature.check(request.inputs)               # bounded: nothing allocated yet
+outputs = signature.run(signature.read(request.inputs))
 ```
 """
 
@@ -33,6 +47,21 @@ import tensorflow as tf
 # Signature entries TF2 SavedModels carry that are not callable signatures.
 _INTERNAL_SIGNATURES = ("__saved_model_init_op",)
 DEFAULT_MAX_TENSOR_BYTES = 64 << 20
+# Each string element may be an image the graph decodes (~200 KB at 256x256, more in float):
+# 1024 covers 32 videos of 32 frames, the largest batch of the deployment's batching files.
+DEFAULT_MAX_STRING_ELEMENTS = 1024
+# A tf.string element is a 24-byte tstring plus its bytes: the cost of one element in memory.
+_STRING_ELEMENT_BYTES = 24
+# The repeated field holding a TensorProto's values, by dtype (tensorflow/core/framework/
+# tensor.proto), and how many of its entries make one element.
+_VALUE_FIELDS = {
+    tf.string: ("string_val", 1), tf.float32: ("float_val", 1), tf.float64: ("double_val", 1),
+    tf.int32: ("int_val", 1), tf.int16: ("int_val", 1), tf.int8: ("int_val", 1),
+    tf.uint8: ("int_val", 1), tf.uint16: ("int_val", 1), tf.int64: ("int64_val", 1),
+    tf.uint32: ("uint32_val", 1), tf.uint64: ("uint64_val", 1), tf.bool: ("bool_val", 1),
+    tf.float16: ("half_val", 1), tf.bfloat16: ("half_val", 1),
+    tf.complex64: ("scomplex_val", 2), tf.complex128: ("dcomplex_val", 2),
+}
 
 
 class ServingError(Exception):
@@ -68,8 +97,31 @@ def _op_error_message(error: tf.errors.OpError) -> str:
     return " ".join(lines) or error.message
 
 
-def _element_size(dtype: tf.DType) -> int:
-    return 1 if dtype == tf.string else dtype.size
+def _value_count(key: str, proto, dtype: tf.DType, elements: int) -> int:
+    """How many values `proto` holds, checked against the `elements` its shape declares."""
+    if proto.tensor_content:
+        if dtype == tf.string or len(proto.tensor_content) != elements * dtype.size:
+            raise invalid(f"input '{key}' declares {elements} {dtype.name} elements but its "
+                          f"tensor_content holds {len(proto.tensor_content)} bytes")
+        return elements
+    field, per_element = _VALUE_FIELDS.get(dtype, (None, 1))
+    stray = [f.name for f, _ in proto.ListFields() if f.name.endswith("_val") and f.name != field]
+    if field is None or stray:
+        raise invalid(f"input '{key}' of dtype {dtype.name} holds values in {stray or 'no field'}")
+    count, extra = divmod(len(getattr(proto, field)), per_element)
+    if extra or count not in (elements, 1) or (count == 1 and elements == 0):
+        raise invalid(f"input '{key}' declares {elements} elements but holds {count} values "
+                      f"(give one value per element, or one value to fill the shape)")
+    return count
+
+
+def _filled_bytes(proto, dtype: tf.DType, elements: int, count: int) -> int:
+    """Bytes of the tensor once its values fill its shape (a single value is repeated)."""
+    if dtype != tf.string:
+        return elements * dtype.size
+    lengths = [len(value) for value in proto.string_val]
+    payload = lengths[0] * elements if count == 1 and elements != 1 else sum(lengths)
+    return payload + _STRING_ELEMENT_BYTES * elements
 
 
 class Signature:
@@ -78,30 +130,28 @@ class Signature:
     Args:
         name: signature name.
         function: the loaded concrete function (`loaded.signatures[name]`).
-        max_tensor_bytes: bound on any input's declared size (elements × item size; strings
-            count one byte per element here, their payload is bounded by the message size).
+        max_tensor_bytes: bound on any input's size once its values fill its shape.
+        max_string_elements: bound on a request's string elements, all inputs together.
     """
 
-    def __init__(self, name: str, function, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES):
+    def __init__(self, name: str, function, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+                 max_string_elements: int = DEFAULT_MAX_STRING_ELEMENTS):
         self.name = name
         self.function = function
         self.max_tensor_bytes = max_tensor_bytes
+        self.max_string_elements = max_string_elements
         self.inputs: dict[str, tf.TensorSpec] = dict(function.structured_input_signature[1])
         self.outputs: dict[str, tf.TensorSpec] = dict(function.structured_outputs)
 
-    @property
-    def batchable(self) -> bool:
-        """True when every input has a leading batch dimension of unknown size (dim 0)."""
-        return all(spec.shape.rank and spec.shape[0] is None for spec in self.inputs.values())
-
-    def validate(self, tensors) -> dict[str, np.ndarray]:
-        """`{name: TensorProto}` -> `{name: ndarray}`, or `ServingError(INVALID_ARGUMENT)`."""
+    def check(self, tensors) -> dict[str, list[int]]:
+        """`{name: TensorProto}` -> `{name: declared dims}`, or `ServingError(INVALID_ARGUMENT)`;
+        reads nothing but the protos' headers and value counts (see the module docstring)."""
         missing = sorted(set(self.inputs) - set(tensors))
         unknown = sorted(set(tensors) - set(self.inputs))
         if missing or unknown:
             raise invalid(f"signature '{self.name}' takes inputs {sorted(self.inputs)}; "
                           f"missing {missing}, unknown {unknown}")
-        arrays = {}
+        shapes, string_elements = {}, 0
         for key, spec in self.inputs.items():
             proto = tensors[key]
             if proto.dtype != spec.dtype.as_datatype_enum:
@@ -120,18 +170,41 @@ class Signature:
                     want is not None and want != got for want, got in zip(spec.shape, dims))):
                 raise invalid(f"input '{key}' of '{self.name}' expects shape "
                               f"{spec.shape.as_list()} but got {dims}")
-            if int(np.prod(dims, dtype=np.float64)) * _element_size(spec.dtype) > \
-                    self.max_tensor_bytes:
+            if spec.shape.rank and spec.shape[0] is None and dims[0] == 0:
+                raise invalid(f"input '{key}' of '{self.name}' is an empty batch (dimension 0 "
+                              f"is 0 in shape {dims}); send at least one row")
+            elements = float(np.prod(dims, dtype=np.float64))  # float: 10^30 must not wrap
+            if elements * (_STRING_ELEMENT_BYTES if spec.dtype == tf.string else spec.dtype.size) \
+                    > self.max_tensor_bytes:
                 raise invalid(f"input '{key}' declares shape {dims}: more than "
                               f"{self.max_tensor_bytes} bytes")
+            count = _value_count(key, proto, spec.dtype, int(elements))
+            size = _filled_bytes(proto, spec.dtype, int(elements), count)
+            if size > self.max_tensor_bytes:
+                raise invalid(f"input '{key}' of shape {dims} fills {size} bytes, more than "
+                              f"{self.max_tensor_bytes}")
+            if spec.dtype == tf.string:
+                string_elements += int(elements)
+            shapes[key] = dims
+        if string_elements > self.max_string_elements:
+            raise invalid(f"the request declares {string_elements} string elements (images, "
+                          f"frames, sentences), more than {self.max_string_elements}")
+        return shapes
+
+    def read(self, tensors) -> dict[str, np.ndarray]:
+        """`{name: TensorProto}` (passed by `check`) -> `{name: ndarray}`."""
+        arrays = {}
+        for key in self.inputs:
             try:
-                array = tf.make_ndarray(proto)
-            except Exception as error:  # malformed content (wrong byte count, ...)
+                arrays[key] = tf.make_ndarray(tensors[key])
+            except Exception as error:  # malformed content `check` does not look at
                 raise invalid(f"input '{key}' is not a valid tensor: {error}") from None
-            if list(array.shape) != dims:
-                raise invalid(f"input '{key}' holds {array.size} values for shape {dims}")
-            arrays[key] = array
         return arrays
+
+    def validate(self, tensors) -> dict[str, np.ndarray]:
+        """`check`, then `read`."""
+        self.check(tensors)
+        return self.read(tensors)
 
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs the signature; model errors become `ServingError` with TensorFlow's code."""
@@ -176,11 +249,10 @@ def read_signature_defs(export_dir: str) -> dict:
     return {}
 
 
-def load_servable(name: str, version: int, path: str,
-                  max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Servable:
+def load_servable(name: str, version: int, path: str, **limits) -> Servable:
+    """Loads one version; `limits` are `Signature`'s `max_tensor_bytes` / `max_string_elements`."""
     loaded = tf.saved_model.load(path, tags=["serve"])
-    signatures = {key: Signature(key, fn, max_tensor_bytes)
-                  for key, fn in loaded.signatures.items()}
+    signatures = {key: Signature(key, fn, **limits) for key, fn in loaded.signatures.items()}
     return Servable(name, version, path, loaded, signatures, read_signature_defs(path))
 
 
@@ -213,15 +285,14 @@ class ModelRegistry:
         config: a `ModelServerConfig` (its `model_config_list`).
         base_path_map: optional (prefix, replacement) applied to every `base_path`, so the
             config written for the container (`/models/<name>`) serves a local directory.
-        max_tensor_bytes: per-input bound passed to each `Signature`.
+        limits: `max_tensor_bytes` / `max_string_elements` for each `Signature`.
     """
 
-    def __init__(self, config, base_path_map: tuple[str, str] | None = None,
-                 max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES):
+    def __init__(self, config, base_path_map: tuple[str, str] | None = None, **limits):
         self._lock = threading.Lock()
         self._servables: dict[str, dict[int, Servable]] = {}
         self.base_path_map = base_path_map
-        self.max_tensor_bytes = max_tensor_bytes
+        self.limits = limits
         self.set_config(config)
 
     def set_config(self, config) -> None:
@@ -257,7 +328,7 @@ class ModelRegistry:
                     try:
                         have[version] = load_servable(name, version,
                                                       os.path.join(base, str(version)),
-                                                      self.max_tensor_bytes)
+                                                      **self.limits)
                         log.append(f"loaded {name} version {version} from {base}")
                     except Exception as error:  # a broken export must not stop the others
                         log.append(f"failed to load {name} version {version}: {error}")
