@@ -1,6 +1,7 @@
-"""Official VQA accuracy: every normalisation rule of vqaEval.py and the leave-one-out averaging,
-on hand-written cases whose expected accuracies are worked out here; the scorer CLI on VQA v1 and
-v2 JSON pairs."""
+"""Official VQA accuracy: every normalisation rule of vqaEval.py, when it applies (only where the
+humans disagree), and the leave-one-out averaging, on hand-written cases whose expected accuracies
+are worked out here from the official code's rules; the lenient rule beside it; the scorer CLI on
+VQA v1 and v2 JSON pairs."""
 
 from __future__ import annotations
 
@@ -71,6 +72,12 @@ def test_digits_articles_contractions(raw, expected):
     assert vqa.normalize_answer(raw) == expected
 
 
+def test_at_most_32_periods_are_deleted():
+    # vqaEval.py: periodStrip.sub("", text, re.UNICODE) passes re.UNICODE (32) as the count.
+    assert vqa.normalize_answer("." * 33) == "."
+    assert vqa.normalize_answer("a" + ".b" * 33) == "a" + "b" * 32 + ".b"
+
+
 def test_normalisation_is_idempotent_on_the_rules_above():
     for raw in ["black-white", "Two.", "the dont", "1,000", "u.s.a.", "hi - there"]:
         once = vqa.normalize_answer(raw)
@@ -91,13 +98,45 @@ def test_accuracy_by_number_of_matching_humans():
     assert vqa.accuracy("2", ["2"] * 10) == 1.0
 
 
-def test_accuracy_normalises_both_sides():
+def test_accuracy_normalises_both_sides_when_the_humans_disagree():
     humans = ["Two", "2.", "two", "3", "3", "3", "three", "4", "4", "4"]
     # "2" matches 3 humans after normalisation -> 0.9; "3" matches 4 -> 1.0; "4" matches 3 -> 0.9
-    assert vqa.accuracy("two", humans) == pytest.approx(0.9)
-    assert vqa.accuracy("the 3", humans) == pytest.approx(1.0)
-    assert vqa.accuracy("4!", humans) == pytest.approx(0.9)
-    assert vqa.accuracy("5", humans) == 0.0
+    for normalization in ("official", "lenient"):
+        assert vqa.accuracy("two", humans, normalization) == pytest.approx(0.9)
+        assert vqa.accuracy("the 3", humans, normalization) == pytest.approx(1.0)
+        assert vqa.accuracy("4!", humans, normalization) == pytest.approx(0.9)
+        assert vqa.accuracy("5", humans, normalization) == 0.0
+
+
+# Where the two rules differ: all ten humans typed one string, so vqaEval.py normalises nothing
+# (only newlines, tabs and surrounding spaces go) and compares the result answer as it is.
+@pytest.mark.parametrize("answer, humans, official, lenient", [
+    ("two", ["2"] * 10, 0.0, 1.0),              # number word against unanimous digits
+    ("2", ["Two"] * 10, 0.0, 1.0),              # raw unanimous humans are not normalised either
+    ("2", ["2"] * 10, 1.0, 1.0),
+    (" 2\n", ["2"] * 10, 1.0, 1.0),             # whitespace is always stripped
+    ("a circle", ["circle"] * 10, 0.0, 1.0),    # articles
+    ("the circle", ["circle"] * 10, 0.0, 1.0),
+    ("yes.", ["yes"] * 10, 0.0, 1.0),           # punctuation and periods
+    ("yes!", ["yes"] * 10, 0.0, 1.0),
+    ("Yes", ["yes"] * 10, 0.0, 1.0),            # not even lowercased
+    ("dont", ["don't"] * 10, 0.0, 1.0),         # contractions
+    ("Red", ["red"] * 9 + ["red "], 0.0, 1.0),  # "red " is stripped first: the humans agree
+    ("Red", ["red"] * 9 + ["Red."], 1.0, 1.0),  # "Red." differs: everything is normalised
+    ("yes!", ["yes"] * 9 + ["no"], 1.0, 1.0),   # 9 humans say "yes" -> 1.0
+    ("no.", ["yes"] * 9 + ["no"], 0.3, 0.3),    # 1 human -> (1 * 0 + 9 * 1/3) / 10
+    ("a circle", ["circle"] * 8 + ["square"] * 2, 1.0, 1.0),
+    ("two squares", ["2 squares"] * 2 + ["1"] * 8, 0.6, 0.6),  # 2 humans -> (2 * 1/3 + 8 * 2/3) / 10
+])
+def test_official_accuracy_normalises_only_when_the_humans_disagree(answer, humans, official, lenient):
+    assert vqa.accuracy(answer, humans) == pytest.approx(official)
+    assert vqa.accuracy(answer, humans, "official") == pytest.approx(official)
+    assert vqa.accuracy(answer, humans, "lenient") == pytest.approx(lenient)
+
+
+def test_accuracy_refuses_an_unknown_normalization():
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        vqa.accuracy("2", ["2"] * 10, "always")
 
 
 def test_accuracy_with_fewer_humans_and_none():
@@ -122,13 +161,19 @@ TRUTH = {
 
 
 def test_score_overall_and_breakdowns():
-    scores = vqa.score({"1": "Yes", "2": "two", "3": "blue", "4": "no"}, TRUTH)
-    # per question: 1.0, 0.9, 0.0, 1.0
-    assert scores["per_question"] == pytest.approx({"1": 1.0, "2": 0.9, "3": 0.0, "4": 1.0})
-    assert scores["overall"] == pytest.approx(2.9 / 4)
-    assert scores["per_answer_type"] == pytest.approx({"number": 0.9, "other": 0.0, "yes/no": 1.0})
+    predictions = {"1": "Yes", "2": "two", "3": "blue", "4": "no"}
+    scores = vqa.score(predictions, TRUTH)
+    # per question: "Yes" against ten "yes" is compared as typed -> 0.0; "two" -> "2" (the humans
+    # disagree) said by 3 -> 0.9; 0.0; 1.0
+    assert scores["per_question"] == pytest.approx({"1": 0.0, "2": 0.9, "3": 0.0, "4": 1.0})
+    assert scores["overall"] == pytest.approx(1.9 / 4)
+    assert scores["per_answer_type"] == pytest.approx({"number": 0.9, "other": 0.0, "yes/no": 0.5})
     assert scores["per_question_type"] == pytest.approx(
-        {"how many": 0.9, "is the": 1.0, "is there a": 1.0, "what color is the": 0.0})
+        {"how many": 0.9, "is the": 1.0, "is there a": 0.0, "what color is the": 0.0})
+    assert scores["answer_normalization"] == "official"
+    lenient = vqa.score(predictions, TRUTH, normalization="lenient")
+    assert lenient["per_question"] == pytest.approx({"1": 1.0, "2": 0.9, "3": 0.0, "4": 1.0})
+    assert lenient["overall"] == pytest.approx(2.9 / 4) and lenient["answer_normalization"] == "lenient"
 
 
 def test_score_requires_every_question_answered_once(tmp_path):
@@ -189,6 +234,30 @@ def test_cli_scores_v1_and_v2_pairs(tmp_path, capsys, version, questions_name, a
     assert scores["per_answer_type"] == pytest.approx({"number": 0.9, "other": 0.0})
     printed = capsys.readouterr().out
     assert "45.00" in printed and "90.00" in printed and "how many" in printed
+
+
+def test_cli_official_by_default_lenient_on_request(tmp_path, capsys):
+    questions = tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json"
+    annotations = tmp_path / "v2_mscoco_val2014_annotations.json"
+    questions.write_text(json.dumps(_questions("val2014")))
+    annotations.write_text(json.dumps(_annotations("val2014")))
+    results = tmp_path / "results.json"
+    # Question 10: the humans disagree, "two" -> "2" said by 3 -> 0.9 under both rules.
+    # Question 11: ten humans said "red"; "Red." is compared as typed officially -> 0.0.
+    results.write_text(json.dumps([{"question_id": 10, "answer": "two"},
+                                   {"question_id": 11, "answer": "Red."}]))
+    common = ["--task", "vqa", "--results", str(results), "--questions", str(questions),
+              "--annotations", str(annotations)]
+    official, lenient = tmp_path / "official.json", tmp_path / "lenient.json"
+    assert evaluate.main(common + ["--output", str(official)]) == 0
+    assert "official" in capsys.readouterr().out
+    assert evaluate.main(common + ["--answer-normalization", "lenient", "--output", str(lenient)]) == 0
+    assert "not official" in capsys.readouterr().out
+    official, lenient = json.loads(official.read_text()), json.loads(lenient.read_text())
+    assert official["per_question"] == pytest.approx({"10": 0.9, "11": 0.0})
+    assert official["overall"] == pytest.approx(0.45) and official["answer_normalization"] == "official"
+    assert lenient["per_question"] == pytest.approx({"10": 0.9, "11": 1.0})
+    assert lenient["overall"] == pytest.approx(0.95) and lenient["answer_normalization"] == "lenient"
 
 
 def test_cli_refuses_a_mismatched_pair(tmp_path):

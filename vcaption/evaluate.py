@@ -139,13 +139,18 @@ def main(argv=None) -> int:
         return importlib.import_module(TASK_EVALUATORS[known.task]).main(rest)
     parser = build_parser()
     args = parser.parse_args(rest)
-    if args.results:
-        if not args.annotations:
-            parser.error("--results needs --annotations")
-        return score_results(args)
-    if not (args.model and args.data):
+    if args.results and not args.annotations:
+        parser.error("--results needs --annotations")
+    if not args.results and not (args.model and args.data):
         parser.error("give --model and --data, or --results and --annotations")
-    return evaluate_model(args)
+    from vcaption.metrics.caption import JavaNotFound, require_java
+
+    try:  # before loading anything: both forms end in pycocoevalcap
+        require_java("python -m vcaption.evaluate")
+    except JavaNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return score_results(args) if args.results else evaluate_model(args)
 
 
 if __name__ == "__main__":

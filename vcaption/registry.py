@@ -32,6 +32,11 @@ TASKS = {
     "objects": "vcaption.objects.task:ObjectsTask",
 }
 
+# Tasks whose evaluation scores captions with pycocoevalcap, whose PTB tokenizer and METEOR run on
+# Java: their commands check for Java before any work. Declared here rather than on the Task
+# classes so that `python -m vcaption.train` checks before the seconds-long TensorFlow import.
+TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption"})
+
 
 def get_class(name: str):
     if name not in MODELS:

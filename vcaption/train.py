@@ -21,6 +21,7 @@ import sys
 
 from vcaption import config as config_lib
 from vcaption import presets
+from vcaption.metrics import caption as caption_metrics
 from vcaption.runtime import devices, logs
 
 
@@ -91,6 +92,11 @@ def main(argv=None) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
+    try:
+        caption_metrics.require_java_for_preset(cfg)  # before TensorFlow is even imported
+    except caption_metrics.JavaNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from vcaption.runtime.task import run_preset
 
     output = args.output or os.path.join("runs", cfg.name)

@@ -14,6 +14,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from vcaption import config as config_lib
 from vcaption import presets, train
@@ -74,7 +75,7 @@ def test_cpu_amx_bf16_flag_is_read_from_the_kernel_flags(tmp_path):
     (["--mixed-precision", "--set", "model.dtype='float32'"], "float32"),
 ])
 def test_mixed_precision_flags_and_the_default_presets_automatic_dtype(monkeypatch, argv, expected):
-    monkeypatch.setattr(devices.tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU host
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # a CPU host
     cfg = train.config_from_args(train.parse_args(argv))
     assert cfg.model_args.get("dtype") == expected
 
@@ -84,7 +85,7 @@ def test_mixed_precision_flags_and_the_default_presets_automatic_dtype(monkeypat
                                                 (True, True, "float32")])
 def test_automatic_dtype_is_bf16_only_on_cpu_hosts_with_amx(monkeypatch, amx, gpu, expected):
     monkeypatch.setattr(devices, "cpu_has_amx_bf16", lambda: amx)
-    monkeypatch.setattr(devices.tf.config, "list_physical_devices",
+    monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: ["/physical_device:GPU:0"] if gpu else [])
     cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2f"), TINY[1::2])
     assert cfg.model_args["dtype"] == "auto"

@@ -3,7 +3,9 @@
 Scores use pycocoevalcap's own key names — Bleu_1..Bleu_4, METEOR, ROUGE_L, CIDEr (its CIDEr scorer
 is CIDEr-D: clipped n-gram counts and a Gaussian length penalty) and SPICE — so that metrics.json
 files compare directly with published numbers. References and candidates both go through the PTB
-tokenizer, as in the official evaluation. METEOR and the tokenizer need Java (`java` on PATH).
+tokenizer, as in the official evaluation. METEOR and the tokenizer need Java (`java` on PATH):
+`require_java` says what to install, and commands that will score captions call it before any
+work.
 SPICE also needs the Stanford CoreNLP jars, which pycocoevalcap downloads on first use; offline,
 SPICE is skipped with a one-line notice.
 """
@@ -21,6 +23,34 @@ import tempfile
 from typing import Mapping, Sequence
 
 CAPTION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+JAVA_INSTALL = ("install a Java runtime (8 or later) and put `java` on PATH, e.g. "
+                "`sudo apt-get install -y default-jre-headless` (Debian/Ubuntu), "
+                "`conda install -c conda-forge openjdk` (conda, no root needed) or `brew install openjdk` (macOS)")
+
+
+class JavaNotFound(RuntimeError):
+    """`java` is not on PATH, and pycocoevalcap's PTB tokenizer and METEOR run on it."""
+
+
+def require_java(needed_by: str) -> None:
+    """Raises `JavaNotFound`, naming `needed_by` and what to install, when `java` is not on PATH.
+
+    Commands that will score captions call it first, so that a missing Java stops them within
+    seconds instead of after minutes of data generation and training.
+    """
+    if shutil.which("java") is None:
+        raise JavaNotFound(f"{needed_by} scores captions with pycocoevalcap, whose PTB tokenizer and "
+                           f"METEOR run on Java, and `java` is not on PATH: {JAVA_INSTALL}")
+
+
+def require_java_for_preset(cfg) -> None:
+    """`require_java` for a preset (an `ExperimentConfig`) whose task scores captions
+    (`registry.TASKS_SCORING_CAPTIONS`), in the process that evaluates (the chief)."""
+    from vcaption import registry
+    from vcaption.runtime import devices
+
+    if cfg.task in registry.TASKS_SCORING_CAPTIONS and devices.is_chief():
+        require_java(f"the {cfg.name} preset")
 
 
 def _spice_available() -> bool:
@@ -79,9 +109,7 @@ def score_captions(references: Mapping[str, Sequence[str]], candidates: Mapping[
         raise ValueError(f"references and candidates cover different images, e.g. {sorted(missing)[:5]}")
     if not references:
         raise ValueError("no captions to score")
-    if shutil.which("java") is None:
-        raise RuntimeError("pycocoevalcap needs Java for tokenization and METEOR: install a JRE "
-                           "(e.g. `apt-get install default-jre-headless`)")
+    require_java("score_captions")
     gts = _tokenize(references)
     res = _tokenize({k: [v] for k, v in candidates.items()})
     ids = sorted(gts)

@@ -1,57 +1,77 @@
-"""The official VQA accuracy: answer normalisation, leave-one-out accuracy, breakdowns, scorer CLI.
+"""The official VQA accuracy (`vqaEval.py`'s arithmetic exactly), a lenient variant, breakdowns, scorer CLI.
 
-    python -m vcaption.evaluate --task vqa --results R.json --questions Q.json --annotations A.json
+    python -m vcaption.evaluate --task vqa --results R.json --questions Q.json --annotations A.json \\
+        [--answer-normalization {official,lenient}]
 
 scores a results file in the official format (`[{"question_id": 1, "answer": "red"}, ...]`)
 against a VQA v1 or v2 questions / annotations pair and prints overall, per-answer-type and
 per-question-type accuracy (and `--output` writes them as JSON).
 
-Source rules (Antol et al., "VQA: Visual Question Answering", ICCV 2015 §2 and §4, and the official
-evaluation code, `vqaEval.py` of github.com/GT-Vision-Lab/VQA, `PythonEvaluationTools/vqaEvaluation`):
+Source: Antol et al., "VQA: Visual Question Answering", ICCV 2015 §2, and the official evaluation
+code, `PythonEvaluationTools/vqaEvaluation/vqaEval.py` of github.com/GT-Vision-Lab/VQA (master; the
+rule of step 2 below is the one its authors confirm in GT-Vision-Lab/VQA issue #14: when the humans
+agree, nothing is normalised, so answers to questions about written text are compared as typed).
 
-Normalisation (`normalize_answer`), in this order:
-1. newlines and tabs become spaces; surrounding whitespace is stripped;
-2. punctuation (`processPunctuation`): each character of `PUNCTUATION`
-   (`; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`) is *deleted* when it touches a space in the
-   input (`"p "` or `" p"` occurs) or when the input holds a digit-comma-digit group
-   (`COMMA_STRIP`, "1,000"), and *replaced by a space* otherwise ("black-white" -> "black white",
-   "yes!" -> "yes");
-3. periods not followed by a digit are deleted (`PERIOD_STRIP`): "yes." -> "yes", "3.5" stays;
-4. (`processDigitArticle`) lowercase, split on whitespace, number words "none", "zero" ..
-   "ten" become digits (`NUMBER_WORDS`), the articles "a", "an", "the" are dropped, and
-   apostrophe-less contractions get their apostrophe back (`CONTRACTIONS`: "dont" -> "don't");
-   words are re-joined with single spaces.
+Official accuracy of a result answer `r` for a question with the human answers h_1..h_n (n = 10),
+`normalization="official"` (`accuracy`, `score`):
+1. `r` and every h_i: newlines and tabs become spaces, surrounding whitespace is stripped.
+2. Only if the h_i (after step 1) are not all identical (`len(set(gtAnswers)) > 1`): `r` and every
+   h_i go through `processPunctuation` then `processDigitArticle` (below). When all humans gave
+   the same string, `r` is compared to it as it is: "two" (or "Two", "2.", "the 2") scores 0
+   against ten "2", and "2" scores 0 against ten raw "Two".
+3. acc(r) = 1/n * sum_i min(#{j != i : h_j = r} / 3, 1): min(#humans who said r / 3, 1) averaged
+   over the n leave-one-out subsets. With c humans saying r that is
+   (c * min((c - 1) / 3, 1) + (n - c) * min(c / 3, 1)) / n: 0 humans -> 0, 1 -> 0.3, 2 -> 0.6,
+   3 -> 0.9, 4 or more -> 1.
+4. Overall accuracy is the mean over questions; per answer type ("yes/no", "number", "other") and
+   per question type (the annotation's `question_type`) the mean over their questions.
 
-Accuracy of an answer `a` given the n = 10 human answers h_1..h_n (§2, "Evaluation"):
-acc(a) = 1/n * sum_i min(#{j != i : h_j = a} / 3, 1), i.e. min(#humans who said a / 3, 1)
-averaged over the n leave-one-out subsets of n - 1 humans. With c humans saying a that is
-(c * min((c - 1) / 3, 1) + (n - c) * min(c / 3, 1)) / n: 0 humans -> 0, 1 -> 0.3, 2 -> 0.6,
-3 -> 0.9, 4 or more -> 1.
+`processPunctuation`:
+* each character of `PUNCTUATION` (`; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`) is *deleted* when
+  it touches a space in the input (`"p "` or `" p"` occurs) or when the input holds a
+  digit-comma-digit group (`COMMA_STRIP`, "1,000"), and *replaced by a space* otherwise
+  ("black-white" -> "black white"); the tests look at the input, not the running output;
+* then periods not followed by a digit are deleted ("yes." -> "yes", "3.5" stays), at most 32 of
+  them: `vqaEval.py` calls `periodStrip.sub("", text, re.UNICODE)`, which passes `re.UNICODE` (32)
+  as the *count*. (Its pattern's `(?!<=\\d)` is a look-*ahead* for "<=digit", which always holds
+  before a period; the pattern is kept as written.)
 
-Overall accuracy is the mean over questions; per answer type ("yes/no", "number", "other") and per
-question type (the annotation's `question_type`, e.g. "what color is the") over their questions.
-Accuracies are fractions in [0, 1] here (the official code prints percentages).
+`processDigitArticle`: lowercase, split on whitespace, number words "none", "zero" .. "ten" become
+digits (`NUMBER_WORDS`), the articles "a", "an", "the" are dropped, apostrophe-less contractions get
+their apostrophe back (`CONTRACTIONS`: "dont" -> "don't"), words are re-joined with single spaces.
 
-Deliberate differences from `vqaEval.py` (none matters on the official annotations):
-* Human answers get the *full* normalisation, like the result answer. The official code only
-  strips their punctuation, and only when they disagree, because the released annotations are
-  already normalised; on raw annotations (the built-in world simulates "Two", "the circle",
-  "red.") its rule would count normaliser-equivalent answers as wrong.
-* `vqaEval.py` calls `periodStrip.sub("", text, re.UNICODE)`, which passes `re.UNICODE` (32) as
-  the *count*, so it removes at most 32 periods; and its `(?!<=\\d)` is a negative look-*ahead*
-  for "<=digit" that always holds before a period. Here every period not followed by a digit
-  goes, which is what both were meant to do.
+`normalize_answer` is steps 1 and 2 unconditionally. It builds the answer vocabulary at ingest,
+so a trained model predicts answers in normal form.
+
+Where this module and `vqaEval.py` still differ (neither changes a number on the released
+annotations):
+* Accuracies are fractions in [0, 1]. The official code reports `round(100 * acc, 2)` per question
+  and `round(100 * sum / count, 2)` per group; multiply by 100 and round to 2 decimals to compare
+  (`format_table` prints exactly that).
+* A question without human answers (a test-split question) scores 0 here; `vqaEval.py` divides by
+  zero on it.
+* The leave-one-out subsets leave out one answer *position*. `vqaEval.py` leaves out every answer
+  dict equal to the left-out one, which is the same thing because the dicts differ in
+  `answer_id`.
+
+`normalization="lenient"` (`--answer-normalization lenient`) is a friendlier rule that is *not* the
+official accuracy: step 2 always applies, whether or not the humans agree, so "two" scores 1 against
+ten "2" and normaliser-equivalent raw answers ("Two", "the circle", "red.", as the built-in world
+simulates) count as one. It is the rule of the soft training targets (`soft_scores`), because the
+answer vocabulary is in normal form. On questions whose humans disagree the two rules give the same
+number; they can differ only where all humans typed one identical string.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
 import re
 import sys
 from typing import Iterable, Mapping, Sequence
+
+from vcaption import cli
 
 # --- vqaEval.py constants -----------------------------------------------------------------------
 CONTRACTIONS = {
@@ -91,15 +111,25 @@ NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", 
 ARTICLES = frozenset({"a", "an", "the"})
 PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
                "`", ",", "?", "!")
-PERIOD_STRIP = re.compile(r"\.(?!\d)")
+# `vqaEval.py`'s pattern as written; see the module docstring.
+PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+# `vqaEval.py` passes `re.UNICODE` where `re.sub` takes its count: at most 32 periods are deleted.
+PERIODS_DELETED_AT_MOST = int(re.UNICODE)
 
 ANSWER_TYPES = ("yes/no", "number", "other")
 HUMANS_FOR_FULL_CREDIT = 3
+OFFICIAL, LENIENT = "official", "lenient"
+NORMALIZATIONS = (OFFICIAL, LENIENT)
+
+
+def _strip_whitespace(text: str) -> str:
+    """Step 1: applied to every answer, whatever the humans said."""
+    return text.replace("\n", " ").replace("\t", " ").strip()
 
 
 def _strip_punctuation(text: str) -> str:
-    """Step 2 and 3 (`processPunctuation`): the tests look at the *input*, not the running output."""
+    """`processPunctuation`: the tests look at the *input*, not the running output."""
     out = text
     delete = COMMA_STRIP.search(text) is not None
     for p in PUNCTUATION:
@@ -107,21 +137,22 @@ def _strip_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return PERIOD_STRIP.sub("", out)
+    return PERIOD_STRIP.sub("", out, count=PERIODS_DELETED_AT_MOST)
 
 
 def _digits_articles_contractions(text: str) -> str:
-    """Step 4 (`processDigitArticle`)."""
+    """`processDigitArticle`."""
     words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
     words = [w for w in words if w not in ARTICLES]
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
 def normalize_answer(answer: str) -> str:
-    """The official VQA answer normalisation (module docstring, steps 1-4).
+    """The official answer normalisation, unconditionally (module docstring, steps 1 and 2).
 
-    Used for the answer vocabulary at ingest (`vcaption.ingest`) and by the scorer, so a trained
-    model predicts answers already in the form they are scored in.
+    Used for the answer vocabulary at ingest (`vcaption.ingest`), so a trained model predicts
+    answers in normal form, and by the lenient accuracy. The official accuracy applies it only to
+    questions whose humans disagree (`accuracy`).
 
     Example:
         >>> normalize_answer("Two.")
@@ -129,40 +160,57 @@ def normalize_answer(answer: str) -> str:
         >>> normalize_answer("the black-and-white cat")
         'black and white cat'
     """
-    text = answer.replace("\n", " ").replace("\t", " ").strip()
-    return _digits_articles_contractions(_strip_punctuation(text))
+    return _digits_articles_contractions(_strip_punctuation(_strip_whitespace(answer)))
 
 
-def accuracy(answer: str, human_answers: Sequence[str]) -> float:
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
+def accuracy(answer: str, human_answers: Sequence[str], normalization: str = OFFICIAL) -> float:
     """acc(a) = mean over the leave-one-out subsets of min(#humans in it who said a / 3, 1).
-
-    Both `answer` and the human answers are normalised first.
 
     Args:
         answer: the predicted answer.
         human_answers: the (10) human answers of the question.
+        normalization: "official" (`vqaEval.py`: answers are normalised only when the humans
+            disagree) or "lenient" (always normalised; not the official accuracy).
 
     Returns:
         The accuracy in [0, 1]; 0.0 for a question without human answers.
+
+    Example:
+        >>> accuracy("two", ["2"] * 10), accuracy("two", ["2"] * 10, normalization="lenient")
+        (0.0, 1.0)
     """
+    _check_normalization(normalization)
     if not human_answers:
         return 0.0
-    normalized = [normalize_answer(h) for h in human_answers]
-    answer = normalize_answer(answer)
-    matches = sum(h == answer for h in normalized)
+    humans = [_strip_whitespace(h) for h in human_answers]
+    answer = _strip_whitespace(answer)
+    if normalization == LENIENT or len(set(humans)) > 1:
+        humans = [normalize_answer(h) for h in humans]
+        answer = normalize_answer(answer)
+    matches = sum(h == answer for h in humans)
     # Leaving out human i removes one match when h_i == answer.
-    subsets = [min((matches - (h == answer)) / HUMANS_FOR_FULL_CREDIT, 1.0) for h in normalized]
+    subsets = [min((matches - (h == answer)) / HUMANS_FOR_FULL_CREDIT, 1.0) for h in humans]
     return sum(subsets) / len(subsets)
 
 
 def soft_scores(human_answers: Sequence[str]) -> dict[str, float]:
-    """`accuracy` of each distinct normalised human answer: the soft training targets.
+    """The lenient `accuracy` of each distinct normalised human answer: the soft training targets.
+
+    Lenient, because the candidates are the answer vocabulary's normal forms: under the official
+    rule ten humans typing "Two" would give the vocabulary's "2" no credit and the question no
+    target.
 
     Example:
         >>> {a: round(s, 3) for a, s in soft_scores(["red"] * 8 + ["Blue", "blue."]).items()}
         {'red': 1.0, 'blue': 0.6}
     """
-    return {a: accuracy(a, human_answers) for a in dict.fromkeys(normalize_answer(h) for h in human_answers)}
+    return {a: accuracy(a, human_answers, LENIENT)
+            for a in dict.fromkeys(normalize_answer(h) for h in human_answers)}
 
 
 # --- scoring a results file ---------------------------------------------------------------------
@@ -210,23 +258,26 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def score(predictions: Mapping[str, str], truth: Mapping[str, Mapping]) -> dict:
+def score(predictions: Mapping[str, str], truth: Mapping[str, Mapping],
+          normalization: str = OFFICIAL) -> dict:
     """VQA accuracy of `predictions` against every question of `truth`.
 
     Args:
         predictions: {question_id: answer}; must answer exactly the questions of `truth`.
         truth: {question_id: {"answers", "answer_type", "question_type"}} (`load_ground_truth`).
+        normalization: "official" or "lenient" (`accuracy`).
 
     Returns:
         {"overall", "per_answer_type": {type: acc}, "per_question_type": {type: acc},
-        "questions", "per_question": {question_id: acc}}.
+        "questions", "answer_normalization", "per_question": {question_id: acc}}.
     """
+    _check_normalization(normalization)
     missing = sorted(set(truth) - set(predictions))
     extra = sorted(set(predictions) - set(truth))
     if missing or extra:
         raise ValueError(f"results must answer exactly the annotated questions: {len(missing)} missing "
                          f"(e.g. {missing[:3]}), {len(extra)} unknown (e.g. {extra[:3]})")
-    per_question = {q: accuracy(predictions[q], t["answers"]) for q, t in truth.items()}
+    per_question = {q: accuracy(predictions[q], t["answers"], normalization) for q, t in truth.items()}
     by_answer_type, by_question_type = collections.defaultdict(list), collections.defaultdict(list)
     for q, t in truth.items():
         by_answer_type[t.get("answer_type", "")].append(per_question[q])
@@ -236,6 +287,7 @@ def score(predictions: Mapping[str, str], truth: Mapping[str, Mapping]) -> dict:
         "per_answer_type": {k: _mean(v) for k, v in sorted(by_answer_type.items())},
         "per_question_type": {k: _mean(v) for k, v in sorted(by_question_type.items())},
         "questions": len(per_question),
+        "answer_normalization": normalization,
         "per_question": per_question,
     }
 
@@ -260,16 +312,20 @@ def public(scores: Mapping) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m vcaption.evaluate --task vqa --results R.json --questions Q.json --annotations A.json`."""
-    parser = argparse.ArgumentParser(prog="python -m vcaption.evaluate --task vqa",
-                                     description="Official VQA accuracy of a results file.")
+    parser = cli.make_parser("python -m vcaption.evaluate --task vqa", "VQA accuracy of a results file.")
     parser.add_argument("--results", required=True, help='[{"question_id": .., "answer": ..}] JSON')
     parser.add_argument("--questions", required=True, help="VQA v1/v2 *questions.json")
     parser.add_argument("--annotations", required=True, help="the matching *annotations.json")
+    parser.add_argument("--answer-normalization", choices=NORMALIZATIONS, default=OFFICIAL,
+                        help="official: vqaEval.py's rule, answers normalised only where the humans "
+                             "disagree; lenient: always normalised (not the official accuracy)")
     parser.add_argument("--output", help="write the accuracies (and per-question ones) as JSON here")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    scores = score(load_results(args.results), load_ground_truth(args.questions, args.annotations))
+    scores = score(load_results(args.results), load_ground_truth(args.questions, args.annotations),
+                   args.answer_normalization)
+    rule = "official" if args.answer_normalization == OFFICIAL else "lenient answer normalisation, not official"
     print(format_table({os.path.basename(args.results): scores},
-                       f"VQA accuracy (%), {scores['questions']} questions of {args.questions}"))
+                       f"VQA accuracy (%, {rule}), {scores['questions']} questions of {args.questions}"))
     print("per question type:")
     for name, value in scores["per_question_type"].items():
         print(f"  {name:<30}{100 * value:>8.2f}")

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
+# TensorFlow is imported inside the functions that use it: `import vcaption.runtime.devices` (its
+# names, `is_chief`) then costs nothing, and `python -m vcaption.train` can refuse a bad set-up
+# (no Java) before the seconds-long TensorFlow import.
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # `model.dtype` of presets that train in bf16 where it is fast (`automatic_dtype`).
@@ -32,6 +37,8 @@ def automatic_dtype() -> str | None:
     matrix products several times faster than fp32 (lrcn_2f steps ~25% faster); float32 (None)
     elsewhere: without AMX bf16 is emulated and slower, and GPUs get mixed precision only when
     asked (`--mixed-precision`: float16 there)."""
+    import tensorflow as tf
+
     if tf.config.list_physical_devices("GPU") or not cpu_has_amx_bf16():
         return None
     return "mixed_bfloat16"
@@ -39,6 +46,8 @@ def automatic_dtype() -> str | None:
 
 def mixed_precision_policy() -> str:
     """`--mixed-precision`: float16 on GPUs (tensor cores), bf16 on CPUs."""
+    import tensorflow as tf
+
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
@@ -72,6 +81,8 @@ def worker_output(output: str) -> str:
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
     """tf.distribute strategy by name. multi_worker reads the cluster from TF_CONFIG."""
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

@@ -3,6 +3,7 @@
 `run_preset(cfg, output)` is what `python -m vcaption.train` calls. It looks up the preset's task
 (`cfg.task`, in `vcaption.registry.TASKS`) and runs it the same way for every family:
 
+0. Java, when the task scores captions (`registry.TASKS_SCORING_CAPTIONS`): missing, it stops here;
 1. the distribution strategy (first: collective ops must be set up before TensorFlow runs an op),
    the seed, the run directory (`RunDirectory`);
 2. `task.prepare_data`: a `PreparedData` (the preset's `data.data_dir`, or the built-in world);
@@ -26,6 +27,7 @@ import keras
 
 from vcaption import registry
 from vcaption.config import ExperimentConfig
+from vcaption.metrics import caption as caption_metrics
 from vcaption.runtime import devices, trainer
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
@@ -85,6 +87,7 @@ class Task:
 
     def run(self, cfg: ExperimentConfig, output: str, strategy_name: str = "default", verbose: int = 1) -> dict:
         """Trains, evaluates and exports; writes `<output>/metrics.json` and returns it."""
+        caption_metrics.require_java_for_preset(cfg)
         strategy = devices.distribution_strategy(strategy_name)
         keras.utils.set_random_seed(cfg.train.seed)
         run = RunDirectory(devices.worker_output(output))

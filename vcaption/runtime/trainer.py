@@ -8,8 +8,9 @@ for all of them:
   intervals of at most `train.checkpoint_every` steps (Keras "epochs" over a repeated dataset);
 * the optimizer of `train.optimizer` with a cosine-decayed learning rate, built in the model's
   distribution strategy scope;
-* resume after a crash (even `kill -9`): `BackupAndRestore` after every interval, so the step
-  counter continues where it stopped; a model whose training finished is loaded, not retrained;
+* resume after a crash (even `kill -9`): a checkpoint after every interval (`backup.ResumableBackup`),
+  so the step counter continues where it stopped, from the interval before when a kill tore the
+  last checkpoint; a model whose training finished is loaded, not retrained;
 * keep-best: the interval with the best `monitor` (a figure a callback or `validation_data`
   puts in the interval's logs) is saved and loaded at the end;
 * `<prefix>history.csv`, TensorBoard logs under `logs/`, and under `MultiWorkerMirroredStrategy`
@@ -36,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from vcaption import config as config_lib
+from vcaption.runtime.backup import ResumableBackup, save_weights_atomically, write_json_atomically
 from vcaption.runtime.distributed_loop import fit_distributed
 
 
@@ -124,9 +126,8 @@ class KeepBest(keras.callbacks.Callback):
         if value is None or math.isnan(value) or not self.better(value):
             return
         self.best = float(value)
-        self.model.save_weights(self.path)
-        with open(self.path + ".json", "w") as f:
-            json.dump({self.monitor: self.best, "interval": epoch + 1}, f)
+        save_weights_atomically(self.model, self.path)
+        write_json_atomically(self.path + ".json", {self.monitor: self.best, "interval": epoch + 1})
 
 
 def fit(model, plan: TrainingPlan, cfg: config_lib.TrainConfig, output: str, verbose: int = 1) -> dict:
@@ -161,15 +162,9 @@ def fit(model, plan: TrainingPlan, cfg: config_lib.TrainConfig, output: str, ver
     # crash in between then re-runs that interval instead of losing its record.
     callbacks += [keras.callbacks.TensorBoard(os.path.join(output, "logs", log_name)),
                   keras.callbacks.CSVLogger(os.path.join(output, f"{plan.prefix}history.csv"), append=True),
-                  keras.callbacks.BackupAndRestore(os.path.join(output, f"{plan.prefix}backup"),
-                                                   save_freq="epoch", delete_checkpoint=False)]
+                  ResumableBackup(os.path.join(output, f"{plan.prefix}backup"), interval, intervals)]
     print(f"{plan.name}: {cfg.epochs} epochs of {plan.steps_per_epoch} steps (batch {cfg.batch_size}) = "
           f"{intervals} checkpoint intervals of {interval} steps")
-    metadata = os.path.join(output, f"{plan.prefix}backup", "training_metadata.json")
-    if os.path.exists(metadata):
-        with open(metadata) as f:
-            done = json.load(f)["epoch"]  # Keras records the number of completed intervals
-        print(f"Resuming from the checkpoint after interval {done} (step {done * interval}) of {intervals}")
     start = time.perf_counter()
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         if plan.validation_data is not None:
@@ -187,9 +182,8 @@ def fit(model, plan: TrainingPlan, cfg: config_lib.TrainConfig, output: str, ver
         if os.path.exists(best_path):
             model.load_weights(best_path)
     if not os.path.exists(best_path):
-        model.save_weights(best_path)  # no monitor: the last interval's weights are the kept ones
+        save_weights_atomically(model, best_path)  # no monitor: the last interval's weights are the kept ones
     if plan.early_stopping_min_delta is not None:
         summary["stopped_early"] = summary["steps"] < total_steps
-    with open(summary_path, "w") as f:
-        json.dump(summary, f)
+    write_json_atomically(summary_path, summary)
     return summary

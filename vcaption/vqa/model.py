@@ -196,8 +196,10 @@ class SoftTargetLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="vcaption")
 def vqa_accuracy(scores, logits):
-    """The official VQA accuracy of the argmax answer, exactly: the answers' soft scores *are*
-    acc(answer) (`vcaption.metrics.vqa.accuracy`) and the argmax is always in the top K."""
+    """The VQA accuracy of the argmax answer: the answers' soft scores *are* its lenient accuracy
+    (`vcaption.metrics.vqa.soft_scores`) and the argmax is always in the top K. That is the
+    official accuracy except on questions whose humans all typed one answer not in normal form
+    ("Two" ten times), where the official rule compares strings as typed."""
     ops = keras.ops
     best = ops.argmax(logits, axis=-1)  # [batch]
     return ops.sum(ops.cast(scores, "float32") * ops.one_hot(best, ops.shape(scores)[-1]), axis=-1)
