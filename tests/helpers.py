@@ -1,4 +1,4 @@
-"""Reusable test helpers (KerasHub style): config round trip and `.keras` save/load.
+"""Reusable test helpers (KerasHub style): config round trip, `.keras` save/load, SavedModel batching.
 
 Import from a test module as `from helpers import run_saving_test` (pytest puts `tests/` on
 `sys.path` because it holds the root conftest.py).
@@ -67,3 +67,41 @@ import tensorflow as tf
 for name in _BLOCKED:
     del sys.modules[name]
 """
+
+
+def run_batching_test(export_dir, rows_by_signature, random=()):
+    """Every signature of a SavedModel obeys TF Serving's batching rules (`--enable_batching`).
+
+    Statically, every input and output of every signature has a leading batch dimension of any
+    size (`export_core.batching_violations`). Then each signature runs on a one-row request and
+    on three copies of it, as the model server would batch three such requests: every output has
+    one row per input row, and each copy's rows equal the lone request's — shapes always, values
+    too unless the signature is in `random` (sampling differs from row to row).
+
+    Args:
+        export_dir: the SavedModel version directory.
+        rows_by_signature: {signature name: {input name: a one-row array}}; must name every
+            signature, so that none goes unchecked.
+        random: signatures whose values depend on the row.
+    """
+    import tensorflow as tf
+
+    from vcaption.runtime import export_core
+
+    assert export_core.batching_violations(export_dir) == []
+    signatures = tf.saved_model.load(export_dir).signatures
+    assert set(rows_by_signature) == set(signatures), "every signature has a request to check"
+    for name, row in rows_by_signature.items():
+        alone = signatures[name](**{k: tf.constant(v) for k, v in row.items()})
+        copies = signatures[name](**{k: tf.constant(np.concatenate([v] * 3, axis=0)) for k, v in row.items()})
+        for key, value in alone.items():
+            value, batched = value.numpy(), copies[key].numpy()
+            assert value.shape[0] == 1 and batched.shape[0] == 3, (name, key, value.shape, batched.shape)
+            first = np.asarray(value[0])
+            for copy in map(np.asarray, batched):  # a row of a [B] string output is bytes
+                assert copy.shape == first.shape, (name, key, copy.shape, first.shape)
+                if name not in random:
+                    if copy.dtype.kind in "fc":
+                        np.testing.assert_allclose(copy, first, rtol=1e-5, atol=1e-5, err_msg=f"{name} {key}")
+                    else:
+                        np.testing.assert_array_equal(copy, first, err_msg=f"{name} {key}")

@@ -24,7 +24,7 @@ BENCHMARKS = ["preprocess", "decode", "train", "batch_caption", "serving", "regi
 ENTRY_POINTS = [
     "beam_jobs.preprocess", "beam_jobs.extract_features", "beam_jobs.batch_caption",
     "vcaption.serving.client", "vcaption.serving.loadtest", "vcaption.serving.devserver",
-    "vcaption.bench", *[f"vcaption.bench {name}" for name in BENCHMARKS],
+    "vcaption.serving.config", "vcaption.bench", *[f"vcaption.bench {name}" for name in BENCHMARKS],
     "vcaption.datasets.shapes", "vcaption.compare", "vcaption.evaluate",
 ]
 
@@ -39,6 +39,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
                "vcaption.serving.client": "vcaption.serving.client",
                "vcaption.serving.loadtest": "vcaption.serving.loadtest",
                "vcaption.serving.devserver": "vcaption.serving.devserver",
+               "vcaption.serving.config": "vcaption.serving.config",
                **{f"vcaption.bench {name}": f"vcaption.bench.{name}" for name in BENCHMARKS},
                "vcaption.compare": "vcaption.compare", "vcaption.evaluate": "vcaption.evaluate"}
     return {name: importlib.import_module(module).build_parser() for name, module in modules.items()}

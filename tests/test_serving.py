@@ -115,22 +115,105 @@ def _code(call):
 # Deployment files.
 
 
-def test_models_config_parses_and_names_the_preset_exports():
-    from vcaption.presets import PRESETS
+def _fake_export(root, name: str, version: int, complete: bool = True) -> None:
+    """A version directory as the config writer sees it (a `saved_model.pb` when complete)."""
+    path = pathlib.Path(root, name, str(version))
+    path.mkdir(parents=True)
+    if complete:
+        (path / "saved_model.pb").write_bytes(b"")
 
+
+def test_committed_models_config_is_what_the_default_run_writes(tmp_path):
+    """Must-show 1: the default run exports saved_models/lrcn_2f/<version> only, and the committed
+    config is exactly what the export's config writer then leaves: lrcn_2f alone, so the stock
+    model server (which waits for every configured model) starts."""
+    from vcaption import presets
+    from vcaption.serving import config as serving_config
+    from vcaption.train import parse_args
+
+    default = parse_args([]).preset
+    cfg = presets.get_preset(default)
+    _fake_export(tmp_path / cfg.export.saved_models_dir, cfg.export.name or cfg.name, 1)
+    names = serving_config.write_models_config(str(tmp_path / cfg.export.saved_models_dir))
+    assert names == ["lrcn_2f"] == [default]
+    written = tmp_path / "serving" / "models.config"  # beside saved_models, as in the repository
+    assert written.read_text() == (SERVING / "models.config").read_text()
     config = protos.read_model_server_config(str(SERVING / "models.config"))
+    (model,) = config.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == ("lrcn_2f", "/models/lrcn_2f", "tensorflow")
+    assert model.model_version_policy.latest.num_versions == 1
+
+
+def test_config_writer_names_only_exported_models_and_keeps_their_settings(tmp_path):
+    from vcaption.serving import config as serving_config
+
+    root = tmp_path / "saved_models"
+    _fake_export(root, "lrcn_2f", 1)
+    _fake_export(root, "lrcn_2f", 2)
+    _fake_export(root, "vqa_lstm_cnn", 3)
+    _fake_export(root, "video_s2vt", 1, complete=False)  # no saved_model.pb: not loadable
+    (root / "lrcn_2u" / ".tmp-0123").mkdir(parents=True)  # an export still being written
+    (root / "lrcn_1u" / "latest").mkdir(parents=True)  # not an integer version
+    (root / "README.md").write_text("not a model")
+    output = tmp_path / "deploy" / "models.config"
+    output.parent.mkdir()
+    output.write_text("""
+        model_config_list {
+          config { name: "lrcn_2f" base_path: "/models/lrcn_2f" model_platform: "tensorflow"
+                   model_version_policy { specific { versions: 1 versions: 2 } }
+                   version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } }
+          config { name: "mao_mrnn" base_path: "/models/mao_mrnn" model_platform: "tensorflow" }
+        }""")
+    assert serving_config.main(["--models-dir", str(root), "--output", str(output)]) == 0
+    config = protos.read_model_server_config(str(output))
     models = {m.name: m for m in config.model_config_list.config}
-    captioners = {name for name, make in PRESETS.items() if make().task == "caption"}
-    assert captioners <= set(models), "every captioning preset's export is served"
-    assert "lrcn_2f" in models  # the default preset
-    for name, model in models.items():
-        cfg = PRESETS[name]()  # the names are presets, exported by python -m vcaption.train
-        assert (cfg.export.name or cfg.name) == name and cfg.export.saved_models_dir == "saved_models"
-        assert model.base_path == f"/models/{name}" and model.model_platform == "tensorflow"
-        assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    assert list(models) == ["lrcn_2f", "vqa_lstm_cnn"]  # mao_mrnn's exports are gone: dropped
+    kept = models["lrcn_2f"]  # a hand-made canary survives the rewrite
+    assert list(kept.model_version_policy.specific.versions) == [1, 2]
+    assert dict(kept.version_labels) == {"stable": 1, "canary": 2}
+    new = models["vqa_lstm_cnn"]
+    assert (new.base_path, new.model_platform) == ("/models/vqa_lstm_cnn", "tensorflow")
+    assert new.model_version_policy.latest.num_versions == 1
+    assert sorted(os.listdir(output.parent)) == ["models.config"]  # no temporary left behind
+    # Nothing exported: an empty list, which the model server starts with.
+    empty = tmp_path / "empty.config"
+    assert serving_config.write_models_config(str(tmp_path / "nothing"), str(empty)) == []
+    assert not protos.read_model_server_config(str(empty)).model_config_list.config
+    # A config that does not parse is not overwritten: its hand-made settings would be lost.
+    output.write_text("model_config_list { config { name: ")
+    with pytest.raises(ValueError, match="not a valid ModelServerConfig"):
+        serving_config.write_models_config(str(root), str(output))
+    assert output.read_text() == "model_config_list { config { name: "
+    assert serving_config.default_config_path("saved_models") == "serving/models.config"
+    assert serving_config.default_config_path("gs://b/x/saved_models/") == "gs://b/x/serving/models.config"
+
+
+def test_written_config_serves_every_export(tmp_path):
+    """The written config names models that the development server then loads and serves, each
+    with a version (the model server's condition for opening its ports)."""
+    from vcaption.serving import config as serving_config
+
+    root = tmp_path / "saved_models"
+    export_toy(root, 1.0)
+    assert serving_config.write_models_config(str(root)) == ["toy"]
+    dev = DevServer(protos.read_model_server_config(str(tmp_path / "serving" / "models.config")),
+                    models_dir=str(root))
+    dev.refresh()
+    assert list(dev.registry.versions("toy")) == [1]
+
+
+def test_compose_pins_the_serving_image_and_binds_loopback():
     compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tfserving"]
     assert "../saved_models:/models:ro" in compose["volumes"]  # /models/<name> = saved_models/<name>
-    assert compose["image"] == "tensorflow/serving:latest-gpu" and compose["runtime"] == "nvidia"
+    # The model server's TensorFlow is the one the package pins (the exports' ops).
+    major_minor = ".".join(tf.__version__.split(".")[:2])
+    pin = re.search(r'"tensorflow>=([\d.]+),<', (REPO / "pyproject.toml").read_text()).group(1)
+    assert pin == major_minor
+    assert compose["image"] == f"tensorflow/serving:{major_minor}.0-gpu" and compose["runtime"] == "nvidia"
+    assert compose["ports"] == ["127.0.0.1:8500:8500", "127.0.0.1:8501:8501"]
+    readme = (SERVING / "README.md").read_text()
+    assert "latest-gpu" not in readme and f"tensorflow/serving:{major_minor}.0-gpu" in readme
+    assert "-p 8500:8500" not in readme and "-p 127.0.0.1:8500:8500" in readme
 
 
 def _model_server_flags(command: str) -> list[str]:
@@ -155,13 +238,15 @@ def test_readme_and_compose_use_only_real_model_server_flags():
 
 
 def test_readme_vcaption_serving_commands_use_current_flags(capsys):
-    """serving/README.md's client, load test and development server command lines parse, with no
-    deprecated spelling (each would print a warning)."""
+    """serving/README.md's client, load test, development server and config writer command lines
+    parse, with no deprecated spelling (each would print a warning)."""
     import shlex
 
+    from vcaption.serving import config as serving_config
     from vcaption.serving import devserver, loadtest
 
-    modules = {"client": client_lib, "loadtest": loadtest, "devserver": devserver}
+    modules = {"client": client_lib, "loadtest": loadtest, "devserver": devserver,
+               "config": serving_config}
     readme = (SERVING / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
     commands = [c.replace("\\\n", " ") for block in blocks for c in re.split(r"(?<!\\)\n", block)
@@ -321,11 +406,17 @@ def malformed_requests(client, jpeg: bytes, feature_dim: int | None = None):
             ("captioner: missing input", req("lrcn_2f", {"image_bytes": strings(jpeg)},
                                              "caption_sample"), invalid),
             ("captioner: bad temperature", req("lrcn_2f", {
-                "image_bytes": strings(jpeg), "temperature": np.float32(0),
-                "num_samples": np.int32(2)}, "caption_sample"), invalid),
+                "image_bytes": strings(jpeg), "temperature": np.float32([0]),
+                "num_samples": np.int32([2])}, "caption_sample"), invalid),
             ("captioner: too many samples", req("lrcn_2f", {
+                "image_bytes": strings(jpeg), "temperature": np.float32([1]),
+                "num_samples": np.int32([export.MAX_SAMPLES + 1])}, "caption_sample"), invalid),
+            ("captioner: scalar temperature", req("lrcn_2f", {
                 "image_bytes": strings(jpeg), "temperature": np.float32(1),
-                "num_samples": np.int32(export.MAX_SAMPLES + 1)}, "caption_sample"), invalid),
+                "num_samples": np.int32([2])}, "caption_sample"), invalid),
+            ("captioner: settings for another batch", req("lrcn_2f", {
+                "image_bytes": strings(jpeg), "temperature": np.float32([1, 1]),
+                "num_samples": np.int32([2, 2])}, "caption_sample"), invalid),
             ("captioner: unknown signature", req("lrcn_2f", {"image_bytes": strings(jpeg)},
                                                  "nope"), not_found),
         ]
@@ -949,7 +1040,7 @@ def test_captioner_every_signature_over_grpc_rest_and_cli(deployment, captioner,
         "serving_default": {"image_bytes": np.array(jpegs, object)},
         "caption_features": {"features": features},
         "caption_sample": {"image_bytes": np.array(jpegs[:2], object),
-                           "temperature": np.float32(1.0), "num_samples": np.int32(4)},
+                           "temperature": np.float32([1.0, 0.5]), "num_samples": np.int32([4, 2])},
     }
     for signature, inputs in requests.items():
         served = client.predict("lrcn_2f", inputs, signature)

@@ -106,10 +106,14 @@ class ExportConfig:
     Args:
         saved_models_dir: root of `<name>/<version>/` SavedModels; "" skips the export.
         name: model name under the root; default: the preset name.
+        serving_config: the model server config rewritten after the export to name every model
+            under `saved_models_dir` (`vcaption.serving.config`); None: `serving/models.config`
+            beside `saved_models_dir`; "": left alone.
     """
 
     saved_models_dir: str = "saved_models"
     name: str | None = None
+    serving_config: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

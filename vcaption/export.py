@@ -2,7 +2,9 @@
 
 Writes `<output>/<name>/<version>/`, a hermetic SavedModel (encoded images and strings in, strings
 and scores out; see the family's `export` module) for TF Serving and `beam_jobs.batch_caption`.
-Versions are integers, never overwritten (`vcaption.runtime.export_core`). The run directory is
+Versions are integers, never overwritten (`vcaption.runtime.export_core`). The model server's
+config, `serving/models.config` beside `--output`, is then rewritten to name the exports that exist
+(`vcaption.serving.config`; `--serving-config` picks another file, '' skips it). The run directory is
 all it reads: its `config.json` names the task, `model.keras` is the model and `data/` holds the
 vocabulary (and answers), so it works from any working directory and after the preprocessing
 output is gone.
@@ -41,11 +43,19 @@ def main(argv=None) -> int:
     parser.add_argument("--beam-size", type=int, default=None, help="captioners: beam width (default: the run's)")
     parser.add_argument("--n-best", type=int, default=None, help="captioners: captions per image (default: the run's)")
     parser.add_argument("--top-k", type=int, default=None, help="VQA: answers per question (default: the exporter's)")
+    parser.add_argument("--serving-config", default=None,
+                        help="model server config to rewrite from the exports under --output "
+                             "(default: serving/models.config beside --output; '' skips it)")
     parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logs.configure(args.verbose)
-    print(export_run(args.run, args.output, args.name, beam_size=args.beam_size, n_best=args.n_best,
-                     top_k=args.top_k))
+    path = export_run(args.run, args.output, args.name, beam_size=args.beam_size, n_best=args.n_best,
+                      top_k=args.top_k)
+    if args.serving_config != "":
+        from vcaption.serving import config as serving_config
+
+        serving_config.update(args.output, args.serving_config)
+    print(path)  # last, alone on its line: scripts read it
     return 0
 
 

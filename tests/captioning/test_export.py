@@ -21,7 +21,7 @@ import zlib
 import keras
 import numpy as np
 import pytest
-from helpers import TF_ONLY_PREAMBLE
+from helpers import TF_ONLY_PREAMBLE, run_batching_test
 import tensorflow as tf
 
 from vcaption import decoding, images, text
@@ -116,8 +116,8 @@ SERVE_SCRIPT = TF_ONLY_PREAMBLE + textwrap.dedent("""
         "caption_features": strings(loaded.signatures["caption_features"](
             features=tf.constant(request["features"], tf.float32))),
         "caption_sample": strings(loaded.signatures["caption_sample"](
-            image_bytes=tf.constant(jpegs), temperature=tf.constant(request["temperature"]),
-            num_samples=tf.constant(request["num_samples"]))),
+            image_bytes=tf.constant(jpegs), temperature=tf.constant([request["temperature"]] * len(jpegs)),
+            num_samples=tf.constant([request["num_samples"]] * len(jpegs)))),
     }
 
     proto = saved_model_pb2.SavedModel()
@@ -198,22 +198,72 @@ def test_fresh_process_parity(exported, served):
                                served["serving_default"]["scores"], rtol=1e-6)
 
 
+def _per_row(value, rows=2, dtype=tf.float32):
+    return tf.constant([value] * rows, dtype)
+
+
 def test_sampling_signature_matches_decoding_sample(exported, loaded):
     jpegs = tf.constant(exported["jpegs"][:2])
     sample = loaded.signatures["caption_sample"]
-    out = sample(image_bytes=jpegs, temperature=tf.constant(TEMPERATURE),
-                 num_samples=tf.constant(SAMPLES))
+    out = sample(image_bytes=jpegs, temperature=_per_row(TEMPERATURE),
+                 num_samples=_per_row(SAMPLES, dtype=tf.int32))
     assert out["captions"].shape == (2, DECODE.n_best)
     # Fewer samples than N: the extra slots are unfilled.
-    one = sample(image_bytes=jpegs, temperature=tf.constant(0.5), num_samples=tf.constant(1))
+    one = sample(image_bytes=jpegs, temperature=_per_row(0.5), num_samples=_per_row(1, dtype=tf.int32))
     assert [row[1] for row in one["captions"].numpy().tolist()] == [b"", b""]
     assert np.all(one["scores"].numpy()[:, 1] == -np.inf)
-    for temperature, num_samples, problem in [(0.0, 4, "temperature must be > 0"),
-                                              (1.0, 0, "num_samples must be >= 1"),
-                                              (1.0, export.MAX_SAMPLES + 1, "num_samples must be <=")]:
+    for temperature, num_samples, problem in [
+            ([0.0, 1.0], [4, 4], "temperature must be > 0"),
+            ([1.0, 1.0], [4, 0], "num_samples must be >= 1"),
+            ([1.0, 1.0], [4, export.MAX_SAMPLES + 1], "num_samples must be <="),
+            ([1.0], [4, 4], "temperature must hold one value per image"),
+            ([1.0, 1.0], [4, 4, 4], "num_samples must hold one value per image")]:
         with pytest.raises(tf.errors.InvalidArgumentError, match=problem):
             sample(image_bytes=jpegs, temperature=tf.constant(temperature),
                    num_samples=tf.constant(num_samples))
+
+
+def test_sampling_settings_are_per_image(exported, loaded):
+    """Each image samples with its own temperature and number of samples, as it would alone in a
+    batch of that setting: what lets the model server batch requests with different settings."""
+    model, jpegs = exported["model"], exported["jpegs"][:2]
+    vocab = text.Vocabulary(os.path.join(exported["path"], "assets", "vocab.txt"))
+    pixels = tf.stack([images.preprocess_image(j, IMAGE_SIZE) for j in jpegs])
+    state = model.initial_state(model.encode_visual(tf.cast(pixels, tf.float32)))
+
+    def package(temperature, row):  # decoding.sample on both images, one temperature, this row
+        result = decoding.sample(model.step, state, DECODE.max_length, num_samples=SAMPLES,
+                                 inverse_temperature=1.0 / temperature, seed=export.SAMPLE_SEED,
+                                 n_best=DECODE.n_best)
+        ids = tf.reshape(result.ids[row], [-1, DECODE.max_length])  # [N, length]
+        return vocab.decode(ids).numpy().tolist(), result.scores[row].numpy()
+
+    out = loaded.signatures["caption_sample"](
+        image_bytes=tf.constant(jpegs), temperature=tf.constant([0.5, 2.0]),
+        num_samples=tf.constant([SAMPLES, SAMPLES]))
+    # The two temperatures draw different samples, so a temperature applied to the wrong row shows.
+    assert package(0.5, 0)[0] != package(2.0, 0)[0] and package(0.5, 1)[0] != package(2.0, 1)[0]
+    for row, temperature in enumerate([0.5, 2.0]):
+        captions, scores = package(temperature, row)
+        assert out["captions"].numpy()[row].tolist() == captions
+        np.testing.assert_allclose(out["scores"].numpy()[row], scores, rtol=1e-6)
+    # One image asks for a single sample: its other slot stays unfilled while its neighbour's
+    # (SAMPLES draws) is filled.
+    mixed = loaded.signatures["caption_sample"](
+        image_bytes=tf.constant(jpegs), temperature=tf.constant([2.0, 2.0]),
+        num_samples=tf.constant([1, SAMPLES]))
+    assert mixed["captions"].numpy()[0, 1] == b"" and mixed["scores"].numpy()[0, 1] == -np.inf
+    assert mixed["captions"].numpy()[1, 1] != b""
+
+
+def test_every_signature_batches_row_for_row(exported):
+    jpeg = np.array(exported["jpegs"][:1], object)
+    run_batching_test(exported["path"], {
+        "serving_default": {"image_bytes": jpeg},
+        "caption_features": {"features": exported["expected"]["features"][:1]},
+        "caption_sample": {"image_bytes": jpeg, "temperature": np.array([1.0], np.float32),
+                           "num_samples": np.array([SAMPLES], np.int32)},
+    }, random=("caption_sample",))
 
 
 def test_workspace_deleted_and_vocabulary_travels_as_asset(exported, loaded):

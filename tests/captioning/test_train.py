@@ -114,6 +114,11 @@ def test_train_writes_metrics_of_model_and_both_baselines(shapes_records, tmp_pa
     assert os.listdir(tmp_path / "run" / "logs")  # TensorBoard
     assert written["export"] == str(tmp_path / "saved" / "lrcn_2f" / "1")
     assert (tmp_path / "saved" / "lrcn_2f" / "1" / "saved_model.pb").exists()
+    # The model server's config beside the exports names them (and nothing else).
+    from vcaption.serving import protos
+
+    served = protos.read_model_server_config(str(tmp_path / "serving" / "models.config"))
+    assert [m.name for m in served.model_config_list.config] == ["lrcn_2f"]
 
 
 def _history_epochs(output) -> list[int]:

@@ -42,6 +42,11 @@ def test_export_from_another_directory_after_the_preprocessing_output_is_gone(tm
     out = _run(["vcaption.export", "--run", str(run), "--output", str(tmp_path / "x")], cwd=elsewhere)
     path = out.strip().splitlines()[-1]
     assert path == str(tmp_path / "x" / "lrcn_2f" / "1")
+    # The model server's config beside the models directory now names the export.
+    from vcaption.serving import protos
+
+    config = protos.read_model_server_config(str(tmp_path / "serving" / "models.config"))
+    assert [m.name for m in config.model_config_list.config] == ["lrcn_2f"]
     loaded = tf.saved_model.load(path)
     result = loaded.signatures["serving_default"](image_bytes=tf.constant([warmup_jpeg()]))
     assert result["captions"].shape[0] == 1 and result["captions"].dtype == tf.string

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import preprocess
-from helpers import TF_ONLY_PREAMBLE, run_saving_test
+from helpers import TF_ONLY_PREAMBLE, run_batching_test, run_saving_test
 from vcaption import data, decoding, images, records, text
 from vcaption.video import export as export_video
 from vcaption.config import DecodeConfig
@@ -280,3 +280,8 @@ def test_exports_serve_in_a_fresh_tensorflow_only_process(tmp_path):
     assert np.array(served["captions"]).shape == (2, 2)
     assert all(set(c.split()) <= set(words) | {"<unk>"} for row in served["captions"] for c in row)
     assert np.all(np.diff(served["scores"], axis=1) <= 1e-6)  # best first
+    one_video = np.array(frames[:1], object)  # [1, frames]
+    run_batching_test(activity_path, {"serving_default": {"frames": one_video},
+                                      "flow": {"flow": np.array(flows[:1], object)},
+                                      "fusion": {"frames": one_video, "flow": np.array(flows[:1], object)}})
+    run_batching_test(caption_path, {"serving_default": {"frames": one_video}})

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TF_ONLY_PREAMBLE, run_saving_test, run_serialization_test
+from helpers import TF_ONLY_PREAMBLE, run_batching_test, run_saving_test, run_serialization_test
 
 from beam_jobs import preprocess
 from vcaption import config as config_lib
@@ -257,6 +257,12 @@ def test_bad_requests_fail_clearly(vqa_export):
     # A question with no known words (or no words) still gets answers.
     out = serve(image_bytes=tf.constant(vqa_export["jpegs"][:2]), question=tf.constant(["", "zebra?!"]))
     assert out["answers"].shape == (2, 3)
+
+
+def test_every_signature_batches_row_for_row(vqa_export):
+    run_batching_test(vqa_export["path"], {"serving_default": {
+        "image_bytes": np.array(vqa_export["jpegs"][:1], object),
+        "question": np.array([vqa_export["questions"][0].encode()], object)}})
 
 
 def test_export_refuses_mismatched_answers(tmp_path):

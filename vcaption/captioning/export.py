@@ -23,7 +23,12 @@ Signatures (batch = any size, N = `DecodeConfig.n_best`):
 |--------------------|-----------------------------------------------------|----------------------------|
 | `serving_default`  | `image_bytes` string[batch]                         | `captions` string[batch, N], `scores` float32[batch, N] |
 | `caption_features` | `features` float32[batch, F]                        | same                       |
-| `caption_sample`   | `image_bytes` string[batch], `temperature` float32[], `num_samples` int32[] | same |
+| `caption_sample`   | `image_bytes` string[batch], `temperature` float32[batch], `num_samples` int32[batch] | same |
+
+Every input and output has the batch on dimension 0 and outputs are row-for-row with the inputs,
+as TF Serving's server-side batching (`--enable_batching`) requires: it concatenates concurrent
+requests along dimension 0 and splits the outputs back, and refuses scalar inputs outright.
+`export_core.save_versioned` refuses an export whose signatures break that rule.
 
 * `serving_default`: each image goes through `vcaption.images.preprocess_image` (decode, refuse
   non-images / empty strings / images whose header claims more than `max_pixels` pixels with an
@@ -35,14 +40,16 @@ Signatures (batch = any size, N = `DecodeConfig.n_best`):
 * `caption_features`: the same beam search from *encoder outputs*, skipping the CNN: for
   `encoder="features"` the precomputed features (F = `feature_dim`), for image encoders what
   `model.encoder(images)` returns (F = the encoder's output width, e.g. 256 for `small_cnn`).
-* `caption_sample`: best-of-N sampling (LRCN §5): `num_samples` captions are drawn per image
-  from softmax(logits / temperature) — `temperature` is a true temperature T (> 1 flattens,
+* `caption_sample`: best-of-N sampling (LRCN §5): `num_samples[b]` captions are drawn for image
+  b from softmax(logits / temperature[b]) — `temperature` is a true temperature T (> 1 flattens,
   < 1 sharpens), i.e. `decoding.sample`'s inverse temperature is 1 / T — and the N most likely
   *distinct* samples are returned, scored by their untempered log-likelihood log P(Y|I) (no
   length normalisation). Fewer distinct samples than N (always so when num_samples < N) leave
-  slots with caption "" and score -inf. `num_samples` is dynamic in [1, `MAX_SAMPLES`];
-  `temperature` must be > 0. Randomness is stateless with a fixed seed: a request is
-  reproducible, but an image's samples depend on its row in the batch.
+  slots with caption "" and score -inf. Both take one value per image (a client with one setting
+  for all repeats it), so that requests can be batched; `num_samples` is in [1, `MAX_SAMPLES`]
+  and `temperature` > 0. Randomness is stateless with a fixed seed: a request run alone is
+  reproducible, but an image's samples depend on its row in the batch and on the batch's
+  largest `num_samples` — with server-side batching, on the requests it was batched with.
 
 A model with `encoder="features"` has no image path: its `serving_default` is
 `caption_features`, and it has neither `caption_sample` nor a warmup file.
@@ -144,17 +151,23 @@ class CaptionerServingModule(tf.Module):
             return beam(model.initial_state_from_features(features))
 
         @tf.function(input_signature=[bytes_spec,
-                                      tf.TensorSpec([], tf.float32, name="temperature"),
-                                      tf.TensorSpec([], tf.int32, name="num_samples")])
+                                      tf.TensorSpec([None], tf.float32, name="temperature"),
+                                      tf.TensorSpec([None], tf.int32, name="num_samples")])
         def caption_sample(image_bytes, temperature, num_samples):
             checks = [
+                tf.debugging.assert_equal(
+                    tf.shape(temperature), tf.shape(image_bytes),
+                    message="temperature must hold one value per image of image_bytes"),
+                tf.debugging.assert_equal(
+                    tf.shape(num_samples), tf.shape(image_bytes),
+                    message="num_samples must hold one value per image of image_bytes"),
                 tf.debugging.assert_positive(temperature, message="temperature must be > 0"),
                 tf.debugging.assert_positive(num_samples, message="num_samples must be >= 1"),
                 tf.debugging.assert_less_equal(
                     num_samples, MAX_SAMPLES, message=f"num_samples must be <= {MAX_SAMPLES}"),
             ]
             with tf.control_dependencies(checks):
-                num_samples = tf.identity(num_samples)
+                num_samples, temperature = tf.identity(num_samples), tf.identity(temperature)
             state = model.initial_state(model.encode_visual(visual_from_bytes(image_bytes)))
             result = _best_of_n(model.step, state, max_length, num_samples, 1.0 / temperature,
                                 n_best)
@@ -179,32 +192,40 @@ class CaptionerServingModule(tf.Module):
 
 
 def _best_of_n(step_fn, state, max_length, num_samples, inverse_temperature, n_best):
-    """`decoding.sample` with a *dynamic* num_samples (a scalar tensor) -> `DecodeResult`.
+    """`decoding.sample` with a per-row, *dynamic* num_samples and inverse temperature
+    (int32 / float32 [batch] tensors) -> `DecodeResult`.
 
-    `decoding.sample` needs a Python int. Tiling the state num_samples times here and drawing one
-    sample per row gives bit-identical draws — its rows are laid out the same way
-    (`tile_state`, example-major) and share the stateless per-step seed — so only the ranking
-    (drop duplicates, keep the n_best most likely) is redone with a dynamic width.
+    `decoding.sample` takes one Python int for the whole batch. Here every row draws
+    S = max(num_samples) samples — the state tiled S times, one sample per tiled row, each row's
+    logits scaled by its own β — and a row's samples beyond its num_samples are dropped before the
+    ranking (drop duplicates, keep the n_best most likely), redone with a dynamic width. When
+    every row asks for the same number and temperature, the draws are bit-identical to
+    `decoding.sample`'s: the rows are laid out the same way (`tile_state`, example-major) and
+    share the stateless per-step seed.
     """
-    batch = tf.shape(tf.nest.flatten(state)[0])[0]
-    tiled = decoding.tile_state(state, num_samples)  # leaves [batch * samples, ...]
+    batch = tf.shape(num_samples)[0]
+    width = tf.maximum(tf.reduce_max(num_samples), 1)  # S (an empty batch still has a width)
+    tiled = decoding.tile_state(state, width)  # leaves [batch * S, ...]
+    beta = tf.repeat(inverse_temperature, width)[:, tf.newaxis]  # [batch * S, 1]: row b*S+j has β_b
     draws = decoding.sample(step_fn, tiled, max_length, num_samples=1,
-                            inverse_temperature=inverse_temperature, seed=SAMPLE_SEED)
-    ids = tf.reshape(draws.ids, [batch, num_samples, max_length])  # [batch, samples, length]
-    log_probs = tf.reshape(draws.log_probs, [batch, num_samples])  # [batch, samples]
-    lengths = tf.reshape(draws.lengths, [batch, num_samples])  # [batch, samples]
+                            inverse_temperature=beta, seed=SAMPLE_SEED)
+    ids = tf.reshape(draws.ids, [batch, width, max_length])  # [batch, S, length]
+    log_probs = tf.reshape(draws.log_probs, [batch, width])  # [batch, S]
+    lengths = tf.reshape(draws.lengths, [batch, width])  # [batch, S]
 
     # Keep the first occurrence of each distinct sample, as `decoding.sample` does.
     same = tf.reduce_all(
-        tf.equal(ids[:, :, tf.newaxis, :], ids[:, tf.newaxis, :, :]), axis=-1)  # [batch, s, s]
-    earlier = tf.linalg.band_part(tf.ones([num_samples, num_samples], tf.bool), -1, 0)
-    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(num_samples, dtype=tf.bool)))
-    duplicate = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=-1)  # [batch, s]
+        tf.equal(ids[:, :, tf.newaxis, :], ids[:, tf.newaxis, :, :]), axis=-1)  # [batch, S, S]
+    earlier = tf.linalg.band_part(tf.ones([width, width], tf.bool), -1, 0)
+    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(width, dtype=tf.bool)))
+    duplicate = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=-1)  # [batch, S]
+    # Draws past a row's own num_samples were made only to share the batch's width.
+    unasked = tf.range(width)[tf.newaxis, :] >= num_samples[:, tf.newaxis]  # [batch, S]
     neg_inf = tf.constant(-float("inf"))
-    key = tf.where(duplicate, neg_inf, log_probs)
+    key = tf.where(tf.logical_or(duplicate, unasked), neg_inf, log_probs)
 
     # n_best unfilled columns make top_k valid when num_samples < n_best.
-    key = tf.concat([key, tf.fill([batch, n_best], neg_inf)], axis=1)  # [batch, s + n]
+    key = tf.concat([key, tf.fill([batch, n_best], neg_inf)], axis=1)  # [batch, S + N]
     ids = tf.concat([ids, tf.zeros([batch, n_best, max_length], ids.dtype)], axis=1)
     lengths = tf.concat([lengths, tf.zeros([batch, n_best], lengths.dtype)], axis=1)
     top_keys, top_index = tf.math.top_k(key, k=n_best)  # [batch, n]

@@ -9,14 +9,25 @@ Signatures (inputs -> outputs); images are encoded bytes (JPEG/PNG/GIF/BMP) deco
 `images.preprocess_image` (decompression-bomb checks included); `boxes` are the client's region
 boxes, normalised (ymin, xmin, ymax, xmax) — the whole image is prepended in-graph as region 0:
 
-- `embed_image(image_bytes [K], boxes [K, R, 4])` -> `regions` [K, R + 1, h], `boxes` [K, R + 1, 4];
-- `embed_sentence(sentences [L])` -> `words` [L, T, h], `tokens` [L, T] (padded with ""),
-  `lengths` [L];
-- `score(image_bytes [K], boxes [K, R, 4], sentences [L])` -> `scores` [K, L] (Eq. 8);
-- `align(image_bytes [], boxes [R, 4], sentence [], beta [])` -> `tokens` [N], `regions` [N] (index
-  into `boxes` with the whole image first), `boxes` [N, 4] (each word's box), `scores` [N]
-  (v_{a_j}ᵀ s_j): the Viterbi solution of the chain MRF (Eqs. 10-12), computed in-graph
-  (`vcaption.retrieval.mrf.viterbi_tf`).
+- `embed_image(image_bytes [B], boxes [B, R, 4])` -> `regions` [B, R + 1, h], `boxes` [B, R + 1, 4];
+- `embed_sentence(sentences [B])` -> `words` [B, T, h], `tokens` [B, T] (padded with ""),
+  `lengths` [B];
+- `score(image_bytes [B], boxes [B, R, 4], sentences [B])` -> `scores` [B]: S_kl (Eq. 8) of each
+  row's image and sentence. To rank K images against L sentences, send the K·L pairs, or embed
+  the images and sentences once and take S_kl = Σ_t max_i v_iᵀ s_t over the first `lengths[l]`
+  words (÷ lengths[l] for a ranker trained with `score_normalization="mean"`);
+- `align(image_bytes [B], boxes [B, R, 4], sentence [B], beta [B])` -> for each row, `tokens` [B, T]
+  (padded with ""), `lengths` [B], `regions` [B, T] (index into the row's boxes with the whole
+  image first; -1 past the sentence's end), `boxes` [B, T, 4] (each word's box) and `scores`
+  [B, T] (v_{a_j}ᵀ s_j; 0 past the end): the Viterbi solution of the chain MRF (Eqs. 10-12),
+  computed in-graph (`vcaption.retrieval.mrf.viterbi_tf`).
+
+Every input and output has the batch on dimension 0, row-for-row, so TF Serving's server-side
+batching (`--enable_batching`) may concatenate concurrent requests and split the answers back.
+Requests batched together must agree on the other dimensions of their inputs (the number of boxes
+R): the stock model server refuses a batch that mixes them (`pad_variable_length_inputs` is off),
+so send every request with the same R (pad with repeated boxes). T is the longest sentence of the
+batch the request ran in: read `lengths`, not T.
 
 The vocabulary travels as an asset (`text.Vocabulary` tables); only variables and tables are
 tracked, so the export loads with plain TensorFlow.
@@ -28,8 +39,16 @@ import tensorflow as tf
 
 from vcaption import images, text
 from vcaption.retrieval.mrf import viterbi_tf
-from vcaption.retrieval.ranker import WHOLE_IMAGE_BOX, pairwise_scores
+from vcaption.retrieval.ranker import WHOLE_IMAGE_BOX, paired_scores
 from vcaption.runtime import export_core
+
+
+def _same_rows(image_bytes, **others) -> list:
+    """Assertions that every other input has as many rows (dimension 0) as `image_bytes`."""
+    rows = tf.shape(image_bytes)[:1]
+    return [tf.debugging.assert_equal(tf.shape(value)[:1], rows,
+                                      message=f"{name} must have one row per image of image_bytes")
+            for name, value in others.items()]
 
 
 class RankerServingModule(tf.Module):
@@ -93,24 +112,44 @@ class RankerServingModule(tf.Module):
 
         @tf.function(input_signature=[image_spec, boxes_spec, sentences_spec])
         def score(image_bytes, boxes, sentences):
+            with tf.control_dependencies(_same_rows(image_bytes, boxes=boxes, sentences=sentences)):
+                image_bytes = tf.identity(image_bytes)
             regions, _ = regions_of(image_bytes, boxes)
             words, ids, _ = words_of(sentences)
-            return {"scores": pairwise_scores(regions, words, ids, normalization)}
+            return {"scores": paired_scores(regions, words, ids, normalization)}  # [B]
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"),
-                                      tf.TensorSpec([None, 4], tf.float32, name="boxes"),
-                                      tf.TensorSpec([], tf.string, name="sentence"),
-                                      tf.TensorSpec([], tf.float32, name="beta")])
+        @tf.function(input_signature=[image_spec, boxes_spec,
+                                      tf.TensorSpec([None], tf.string, name="sentence"),
+                                      tf.TensorSpec([None], tf.float32, name="beta")])
         def align(image_bytes, boxes, sentence, beta):
-            tf.debugging.assert_non_negative(beta, message="beta must be >= 0")
-            regions, all_boxes = regions_of(image_bytes[tf.newaxis], boxes[tf.newaxis])
-            words, _, tokens = words_of(sentence[tf.newaxis])
-            n = tokens.row_lengths()[0]
-            unary = tf.matmul(words[0, :n], regions[0], transpose_b=True)  # [N, M]: v_tᵀ s_j (Eq. 11)
-            assignment = tf.cond(n > 0, lambda: viterbi_tf(unary, beta), lambda: tf.zeros([0], tf.int32))
-            picked = tf.gather(unary, assignment, batch_dims=1)  # [N]
-            return {"tokens": tokens[0], "regions": assignment, "boxes": tf.gather(all_boxes[0], assignment),
-                    "scores": picked}
+            checks = _same_rows(image_bytes, boxes=boxes, sentence=sentence, beta=beta)
+            checks.append(tf.debugging.assert_non_negative(beta, message="beta must be >= 0"))
+            with tf.control_dependencies(checks):
+                image_bytes = tf.identity(image_bytes)
+            regions, all_boxes = regions_of(image_bytes, boxes)  # [B, M, h], [B, M, 4]
+            words, _, tokens = words_of(sentence)  # [B, T, h], ragged [B, (T)]
+            lengths = tf.cast(tokens.row_lengths(), tf.int32)  # [B]
+            unary = tf.einsum("bth,bmh->btm", words, regions)  # [B, T, M]: v_mᵀ s_t (Eq. 11)
+            longest = tf.shape(words)[1]
+
+            def viterbi_row(row):
+                row_unary, n, row_beta = row
+                # With fewer than 2 words there are no pairwise terms: the path is the argmax (and
+                # viterbi_tf's scans cannot stack zero steps of an unknown region count).
+                path = tf.cond(n > 1, lambda: viterbi_tf(row_unary[:n], row_beta),
+                               lambda: tf.argmax(row_unary[:n], axis=1, output_type=tf.int32))
+                return tf.pad(path, [[0, longest - n]], constant_values=-1)  # [T]
+
+            assignment = tf.map_fn(viterbi_row, (unary, lengths, beta),
+                                   fn_output_signature=tf.TensorSpec([None], tf.int32))  # [B, T]
+            word = assignment >= 0
+            index = tf.maximum(assignment, 0)
+            picked = tf.gather(unary, index, batch_dims=2)  # [B, T]
+            word_boxes = tf.gather(all_boxes, index, batch_dims=1)  # [B, T, 4]
+            return {"tokens": tokens.to_tensor(default_value=""), "lengths": lengths,
+                    "regions": assignment,
+                    "boxes": tf.where(word[:, :, tf.newaxis], word_boxes, 0.0),
+                    "scores": tf.where(word, picked, 0.0)}
 
         self.embed_image, self.embed_sentence, self.score, self.align = embed_image, embed_sentence, score, align
 

@@ -135,8 +135,29 @@ def pairwise_scores(regions, words, word_ids, normalization: str = "sum"):
     """
     dots = tf.einsum("krh,lth->klrt", regions, words)  # [K, L, R, T]: v_iᵀ s_t
     best = tf.reduce_max(dots, axis=2)  # [K, L, T]: max over the image's regions
-    mask = tf.cast(word_ids != 0, best.dtype)[tf.newaxis]  # [1, L, T]
-    score = tf.reduce_sum(best * mask, axis=-1)  # [K, L]
+    return _sum_over_words(best, tf.cast(word_ids != 0, best.dtype)[tf.newaxis], normalization)  # [K, L]
+
+
+def paired_scores(regions, words, word_ids, normalization: str = "sum"):
+    """S_kl of Eq. 8 for the pairs (image b, sentence b) of two equally long batches.
+
+    Args:
+        regions: v, float [B, R, h].
+        words: s, float [B, T, h].
+        word_ids: int [B, T]; 0 marks padding (contributes nothing).
+        normalization: as in `pairwise_scores`.
+
+    Returns:
+        float32 [B]: the diagonal of `pairwise_scores`, without computing the rest.
+    """
+    dots = tf.einsum("brh,bth->brt", regions, words)  # [B, R, T]: v_iᵀ s_t
+    best = tf.reduce_max(dots, axis=1)  # [B, T]: max over the image's regions
+    return _sum_over_words(best, tf.cast(word_ids != 0, best.dtype), normalization)  # [B]
+
+
+def _sum_over_words(best, mask, normalization: str):
+    """Σ_t over a sentence's words (padding masked out) of max_i v_iᵀ s_t; "mean" divides by |words|."""
+    score = tf.reduce_sum(best * mask, axis=-1)
     if normalization == "mean":
         score = score / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
     return tf.cast(score, tf.float32)

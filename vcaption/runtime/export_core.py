@@ -2,8 +2,9 @@
 
 Every exporter (captioners, VQA, ranker, video) saves through `save_versioned`, so they share the
 rules: a hidden temporary directory renamed into place (a polling TF Serving never loads a partial
-export), integer versions never overwritten, a warmup request, and `check_ops` (no Python ops,
-nothing the stock model server lacks).
+export), integer versions never overwritten, a warmup request, `check_ops` (no Python ops,
+nothing the stock model server lacks) and `check_batchable` (every input and output of every
+signature has a leading batch dimension, as TF Serving's `--enable_batching` needs).
 """
 
 from __future__ import annotations
@@ -72,15 +73,19 @@ def write_warmup_requests(export_dir: str, name: str, jpegs=None, inputs=None,
     return path
 
 
-def saved_model_op_types(export_dir: str) -> set[str]:
-    """Every op type in a SavedModel: its graphs and every function of their libraries."""
+def _saved_model_proto(export_dir: str):
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
+    return proto
+
+
+def saved_model_op_types(export_dir: str) -> set[str]:
+    """Every op type in a SavedModel: its graphs and every function of their libraries."""
     ops = set()
-    for meta_graph in proto.meta_graphs:
+    for meta_graph in _saved_model_proto(export_dir).meta_graphs:
         graph = meta_graph.graph_def
         functions = {fn.signature.name for fn in graph.library.function}
         ops.update(node.op for node in graph.node)
@@ -102,6 +107,42 @@ def check_ops(export_dir: str) -> None:
                          f"python={sorted(python)} unregistered={sorted(unknown)}")
 
 
+def batching_violations(export_dir: str) -> list[str]:
+    """What keeps TF Serving's server-side batching from serving the export's signatures.
+
+    With `--enable_batching` the model server concatenates concurrent requests of a signature
+    along dimension 0 and splits every output back along dimension 0, so each input and output
+    needs a leading batch dimension of any size: it refuses scalar inputs outright, and an output
+    without that dimension either fails the batch or hands one request another's rows. (That
+    outputs are row-for-row with inputs, not just shaped so, is for each exporter's tests.)
+
+    Returns:
+        One line per input or output that breaks the rule, naming the signature; [] if none.
+    """
+    problems = []
+    for meta_graph in _saved_model_proto(export_dir).meta_graphs:
+        for name, signature in sorted(meta_graph.signature_def.items()):
+            if name.startswith("__"):  # __saved_model_init_op: not a signature clients call
+                continue
+            for kind, tensors in (("input", signature.inputs), ("output", signature.outputs)):
+                for key, info in sorted(tensors.items()):
+                    shape = info.tensor_shape
+                    dims = [d.size for d in shape.dim]
+                    if shape.unknown_rank or not dims or dims[0] != -1:
+                        shown = "unknown" if shape.unknown_rank else dims
+                        problems.append(f"signature '{name}' {kind} '{key}' has shape {shown}, "
+                                        "not [batch, ...] with a batch of any size")
+    return problems
+
+
+def check_batchable(export_dir: str) -> None:
+    """Raises ValueError listing `batching_violations` when there are any."""
+    problems = batching_violations(export_dir)
+    if problems:
+        raise ValueError(f"export {export_dir} cannot be served with TF Serving's batching: "
+                         + "; ".join(problems))
+
+
 def _versions(model_root: str) -> list[int]:
     if not tf.io.gfile.isdir(model_root):
         return []
@@ -115,8 +156,9 @@ def save_versioned(module: tf.Module, signatures: dict, export_dir_root: str, na
 
     Every exporter (captioners, VQA, ranker, video) goes through here, so they share the rules:
     a hidden temporary directory renamed into place (a polling server never loads a partial
-    export), versions never overwritten, a warmup request when `warmup_inputs` is given, and
-    `check_ops` (no Python ops, nothing the stock model server lacks).
+    export), versions never overwritten, a warmup request when `warmup_inputs` is given,
+    `check_ops` (no Python ops, nothing the stock model server lacks) and `check_batchable`
+    (every signature servable with the model server's batching on).
     """
     model_root = os.path.join(export_dir_root, name)
     tf.io.gfile.makedirs(model_root)
@@ -126,6 +168,7 @@ def save_versioned(module: tf.Module, signatures: dict, export_dir_root: str, na
         if warmup_inputs is not None:
             write_warmup_requests(tmp, name, inputs=warmup_inputs, signature_name=warmup_signature)
         check_ops(tmp)
+        check_batchable(tmp)
         for _ in range(100):  # another exporter may claim the same version: take the next
             existing = _versions(model_root)
             target = os.path.join(model_root, str((existing[-1] if existing else 0) + 1))

@@ -12,7 +12,8 @@
    scope, train it with the one routine (`trainer.fit`, resumable, keep-best), save
    `<run>/<system.keras_file>`;
 4. on the chief only: `task.evaluate` (test metrics of the model and every baseline, printed as a
-   table), `task.export` (a SavedModel under `export.saved_models_dir`), `metrics.json`.
+   table), `task.export` (a SavedModel under `export.saved_models_dir`, then the model server's
+   config rewritten to name every export there: `vcaption.serving.config`), `metrics.json`.
 
 A family supplies a `Task` subclass with those four methods; see `vcaption.captioning.task`.
 """
@@ -31,6 +32,7 @@ from vcaption.metrics import caption as caption_metrics
 from vcaption.runtime import devices, trainer
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
+from vcaption.serving import config as serving_config
 
 
 @dataclasses.dataclass
@@ -113,6 +115,8 @@ class Task:
             if path:
                 result["export"] = path
                 print(f"SavedModel -> {path}")
+                if cfg.export.serving_config != "":
+                    serving_config.update(cfg.export.saved_models_dir, cfg.export.serving_config)
         print(f"metrics -> {run.write_metrics(result)}")
         return result
 

@@ -10,6 +10,8 @@ Production serves `saved_models/<name>/<version>/` with the stock `tensorflow_mo
                 (GetModelStatus) over any SavedModel's signatures, read from a `models.config`.
 * `servables` — loading versions by version policy, validating requests against signatures.
 * `batching`  — server-side request batching (TF Serving's `BatchingParameters`).
+* `config`    — writes the model server's `models.config` from the exports that exist (every
+                export runs it). CLI: `python -m vcaption.serving.config --models-dir saved_models`
 * `protos`    — the config protos (`ModelServerConfig`, `BatchingParameters`, `MonitoringConfig`)
                 and the list of real `tensorflow_model_server` flags.
 * `loadtest`  — QPS and latency percentiles per concurrency level, as a table and a PNG.
