@@ -195,8 +195,8 @@ def make_stats(counts: dict, source_stats: dict, settings: dict) -> dict:
         raise ValueError(f"the encoder returned features of several sizes: {dims}")
     return {
         **source_stats,
-        "examples": {s: counts.get(f"examples/{s}", 0) for s in base.SPLITS},
-        "captions": {s: counts.get(f"captions/{s}", 0) for s in base.SPLITS},
+        "examples": {s: counts.get(f"examples/{s}", 0) for s in base.present_splits(counts)},
+        "captions": {s: counts.get(f"captions/{s}", 0) for s in base.present_splits(counts)},
         "feature_dim": dims[0] if dims else None,
         "features": {**settings, "read": counts.get("read", 0), "written": counts.get("written", 0),
                      "dead_lettered": {"total": counts.get("dead_lettered", 0),

@@ -36,6 +36,7 @@ import sys
 from typing import Iterable, Sequence
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -141,11 +142,12 @@ def _group(counts: dict, prefix: str) -> dict:
 def make_stats(counts: dict, vocabulary, answers, labels, settings: dict) -> dict:
     """stats.json from the summed counts of all records and dead letters."""
     by_unit = _group(counts, "dead_letter/unit/")
+    splits = base.present_splits(counts)
     return {
         **settings,
-        "examples": {split: counts.get(f"examples/{split}", 0) for split in base.SPLITS},
-        "captions": {split: counts.get(f"captions/{split}", 0) for split in base.SPLITS},
-        "regions": {split: counts.get(f"regions/{split}", 0) for split in base.SPLITS},
+        "examples": {split: counts.get(f"examples/{split}", 0) for split in splits},
+        "captions": {split: counts.get(f"captions/{split}", 0) for split in splits},
+        "regions": {split: counts.get(f"regions/{split}", 0) for split in splits},
         "vocab_words": len(vocabulary[0]) - len(text.RESERVED_TOKENS),
         "vocab_size": len(vocabulary[0]),
         "answers": len(answers),
@@ -274,6 +276,10 @@ def execute(args: argparse.Namespace, beam_args: Sequence[str]) -> dict:
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         build_pipeline(pipeline, args)
     stats = PreparedData(args.output).stats
+    for split in base.OPTIONAL_SPLITS:  # Beam writes its fixed number of shards even for no records
+        if split not in stats["examples"]:
+            for path in tf.io.gfile.glob(os.path.join(args.output, f"{split}-*.tfrecord")):
+                tf.io.gfile.remove(path)
     written = sum(stats["examples"].values())
     print(f"preprocess: {written} records {stats['examples']}, vocab_words={stats['vocab_words']}, "
           f"dead letters={stats['dead_letter']['total']} {stats['dead_letter']['by_reason']} -> {args.output}")

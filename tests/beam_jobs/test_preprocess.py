@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import pathlib
 import struct
 
 import apache_beam as beam
@@ -117,7 +118,9 @@ def test_bad_inputs_are_dead_lettered_with_reasons_and_nothing_is_lost(bad_input
     assert "30000" in next(d["detail"] for d in dead if d["reason"] == base.IMAGE_TOO_LARGE)
 
     written = {split: _records(out, split) for split in base.SPLITS}
-    assert {s: len(r) for s, r in written.items()} == {"train": 1, "val": 1, "test": 1}
+    assert {s: len(r) for s, r in written.items()} == {"train": 1, "val": 1, "test": 1, "test_novel": 0}
+    # a split this dataset does not have leaves neither shards nor a stats entry
+    assert not list(pathlib.Path(out).glob("test_novel-*")) and "test_novel" not in stats["examples"]
     assert stats["examples"] == {"train": 1, "val": 1, "test": 1}
     # Every input line ends in a record or in exactly one record-level dead letter.
     record_level = [d for d in dead if d["unit"] in ("image", "line")]

@@ -18,6 +18,15 @@ import tensorflow as tf
 # "test_novel": a second test split of compositions held out of training (the shapes world's
 # novel-composition benchmark); every reader passes it through under that name.
 SPLITS = ("train", "val", "test", "test_novel")
+# Splits that only some datasets have: stats.json and the shard files name them only when they hold
+# examples, so that real datasets keep exactly their train/val/test.
+OPTIONAL_SPLITS = ("test_novel",)
+
+
+def present_splits(counts: dict) -> list[str]:
+    """The splits to report from per-split counts ("examples/<split>" -> n)."""
+    return [s for s in SPLITS if s not in OPTIONAL_SPLITS or counts.get(f"examples/{s}", 0)]
+
 
 # Dead-letter reasons: short, stable codes that stats.json counts and users can grep for.
 MALFORMED_JSON = "malformed_json"          # a JSON line / file that does not parse
