@@ -27,6 +27,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
@@ -79,11 +80,54 @@ class ReadImageFiles(beam.DoFn):
         try:
             data = readable.read()
         except Exception as error:  # noqa: BLE001 — any I/O failure of one file is that file's problem
-            yield beam.pvalue.TaggedOutput(DEAD, base.DeadLetter(
-                path, "image", base.IMAGE_MISSING, source=path,
-                detail=f"image {path!r} cannot be read: {ingest.error_message(error)}"))
+            yield beam.pvalue.TaggedOutput(DEAD, ingest.read_failure(path, "image", path, error, path))
             return
         yield ImageKey(path, path), data
+
+
+def directory_dead_letter(path: str, pattern: str) -> base.DeadLetter:
+    return base.DeadLetter(
+        path, "image", base.NOT_A_FILE, source=pattern,
+        detail=f"{path!r} matches --input {pattern!r} but is a directory, not an image file; its files "
+               "are not read (a pattern with '**' reads the files under the directories it matches)")
+
+
+# Declared: inferred from `process`, the main output's type would include TaggedOutput, which
+# `fileio.ReadMatches`'s input type check refuses.
+@beam.typehints.with_output_types(FileMetadata)
+class SplitDirectories(beam.DoFn):
+    """`FileMetadata` of a match -> itself, or a dead letter (tagged) for a directory marker.
+
+    Object stores list a "directory" as an object whose name ends in "/"; `fileio.ReadMatches` would
+    drop it without a word, and every input must end in the output or the dead letters.
+    """
+
+    def __init__(self, namespace: str, pattern: str):
+        self.namespace, self.pattern = namespace, pattern
+
+    def process(self, metadata):
+        if metadata.path.endswith(("/", "\\")):
+            Metrics.counter(self.namespace, "read").inc()
+            yield beam.pvalue.TaggedOutput(DEAD, directory_dead_letter(metadata.path, self.pattern))
+        else:
+            yield metadata
+
+
+def matched_directories(pattern: str) -> list[str]:
+    """The directories a file pattern matches on a file system with directories (local, HDFS).
+
+    `fileio.MatchFiles` lists files only there, so `images/*` silently leaves out `images/more/`.
+    The files Beam matched are subtracted before asking which of the rest are directories, so the
+    cost is one more listing, not a stat per file. A pattern with `**` descends into every directory
+    it matches: its directories' files are read, nothing is left out.
+    """
+    import tensorflow as tf
+    from apache_beam.io.filesystems import FileSystems
+
+    if "**" in pattern or not FileSystems.get_filesystem(pattern).has_dirs():
+        return []
+    files = {m.path for m in FileSystems.match([pattern])[0].metadata_list}
+    return sorted(p for p in tf.io.gfile.glob(pattern) if p not in files and tf.io.gfile.isdir(p))
 
 
 class ParseCaptionRecords(beam.DoFn):
@@ -152,6 +196,11 @@ class ValidateImages(beam.DoFn):
         yield element
 
 
+def _counted_directory(path: str, namespace: str, pattern: str) -> base.DeadLetter:
+    Metrics.counter(namespace, "read").inc()
+    return directory_dead_letter(path, pattern)
+
+
 class Inputs(NamedTuple):
     """What `read_images` returns."""
 
@@ -181,11 +230,21 @@ def read_images(pipeline: beam.Pipeline, patterns: Sequence[str], namespace: str
                     | f"ParseRecords{index}" >> beam.ParDo(
                         ParseCaptionRecords(namespace, pattern, split)).with_outputs(DEAD, main="images"))
         else:
-            read = (pipeline
-                    | f"MatchFiles{index}" >> fileio.MatchFiles(pattern)
+            matched = (pipeline
+                       | f"MatchFiles{index}" >> fileio.MatchFiles(pattern)
+                       | f"SplitDirectories{index}" >> beam.ParDo(
+                           SplitDirectories(namespace, pattern)).with_outputs(DEAD, main="files"))
+            read = (matched.files
                     | f"ReadMatches{index}" >> fileio.ReadMatches()
                     | f"ReadImageFiles{index}" >> beam.ParDo(ReadImageFiles(namespace)).with_outputs(
                         DEAD, main="images"))
+            directories = (pipeline
+                           | f"Pattern{index}" >> beam.Create([pattern])
+                           | f"MatchDirectories{index}" >> beam.FlatMap(matched_directories)
+                           | f"DirectoryDeadLetters{index}" >> beam.Map(
+                               _counted_directory, namespace, pattern))
+            dead += [matched[DEAD], directories]
+            everything += [matched[DEAD], directories]
         valid.append(read.images)
         dead.append(read[DEAD])
         everything += [read.images, read[DEAD]]
