@@ -114,17 +114,18 @@ class SplitDirectories(beam.DoFn):
 
 
 def matched_directories(pattern: str) -> list[str]:
-    """The directories a file pattern matches on a file system with directories (local, HDFS).
+    """The directories a local file pattern matches.
 
-    `fileio.MatchFiles` lists files only there, so `images/*` silently leaves out `images/more/`.
+    `fileio.MatchFiles` lists local files only, so `images/*` silently leaves out `images/more/`.
     The files Beam matched are subtracted before asking which of the rest are directories, so the
     cost is one more listing, not a stat per file. A pattern with `**` descends into every directory
-    it matches: its directories' files are read, nothing is left out.
+    it matches: its directories' files are read, nothing is left out. Object stores (`gs://`) have
+    no directories, only the markers `SplitDirectories` catches.
     """
     import tensorflow as tf
     from apache_beam.io.filesystems import FileSystems
 
-    if "**" in pattern or not FileSystems.get_filesystem(pattern).has_dirs():
+    if "**" in pattern or "://" in pattern:
         return []
     files = {m.path for m in FileSystems.match([pattern])[0].metadata_list}
     return sorted(p for p in tf.io.gfile.glob(pattern) if p not in files and tf.io.gfile.isdir(p))

@@ -135,17 +135,12 @@ def read_file(path: str) -> bytes | str:
     """The file's bytes, or a message saying why it cannot be read."""
     import tensorflow as tf
 
-    from vcaption.ingest import error_message
+    from vcaption.ingest import error_message, read_media, read_problem
 
-    if "\0" in path:
-        return "a file name holding a NUL byte is refused"
     try:
-        if tf.io.gfile.isdir(path):
-            return "is a directory, not an image file"
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    except (tf.errors.OpError, OSError) as error:
-        return f"cannot be read: {error_message(error)}"
+        return read_media(path)
+    except (tf.errors.OpError, OSError, ValueError) as error:
+        return f"{read_problem(path)[1]}: {error_message(error)}"
 
 
 def caption_files(model: ExportedModel, paths: Sequence[str], batch_size: int) -> Iterator[dict]:

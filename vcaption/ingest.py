@@ -183,15 +183,20 @@ def read_media(path: str) -> bytes:
         return f.read()
 
 
-def read_failure(example_id: str, unit: str, path: str, error: Exception, source: str) -> DeadLetter:
-    """The dead letter of a media file that could not be read: NOT_A_FILE for a directory, PATH_INVALID
-    for a NUL byte, else IMAGE_MISSING (no such file, a name too long, no permission, ...)."""
+def read_problem(path: str) -> tuple[str, str]:
+    """(reason, what went wrong) for a media file `read_media` could not read: PATH_INVALID for a NUL
+    byte, NOT_A_FILE for a directory, else IMAGE_MISSING (no such file, a name too long, no
+    permission, ...)."""
     if "\0" in path:
-        reason, what = base.PATH_INVALID, "has an invalid name"
-    elif _is_directory(path):
-        reason, what = base.NOT_A_FILE, "is a directory, not a file"
-    else:
-        reason, what = base.IMAGE_MISSING, "cannot be read"
+        return base.PATH_INVALID, "has an invalid name"
+    if _is_directory(path):
+        return base.NOT_A_FILE, "is a directory, not a file"
+    return base.IMAGE_MISSING, "cannot be read"
+
+
+def read_failure(example_id: str, unit: str, path: str, error: Exception, source: str) -> DeadLetter:
+    """The dead letter of a media file that could not be read, with `read_problem`'s reason."""
+    reason, what = read_problem(path)
     return DeadLetter(example_id, unit, reason, source=source,
                       detail=f"{unit} {path!r} of {example_id!r} {what}: {error_message(error)}")
 
