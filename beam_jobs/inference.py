@@ -27,7 +27,6 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
@@ -92,27 +91,6 @@ def directory_dead_letter(path: str, pattern: str) -> base.DeadLetter:
                "are not read (a pattern with '**' reads the files under the directories it matches)")
 
 
-# Declared: inferred from `process`, the main output's type would include TaggedOutput, which
-# `fileio.ReadMatches`'s input type check refuses.
-@beam.typehints.with_output_types(FileMetadata)
-class SplitDirectories(beam.DoFn):
-    """`FileMetadata` of a match -> itself, or a dead letter (tagged) for a directory marker.
-
-    Object stores list a "directory" as an object whose name ends in "/"; `fileio.ReadMatches` would
-    drop it without a word, and every input must end in the output or the dead letters.
-    """
-
-    def __init__(self, namespace: str, pattern: str):
-        self.namespace, self.pattern = namespace, pattern
-
-    def process(self, metadata):
-        if metadata.path.endswith(("/", "\\")):
-            Metrics.counter(self.namespace, "read").inc()
-            yield beam.pvalue.TaggedOutput(DEAD, directory_dead_letter(metadata.path, self.pattern))
-        else:
-            yield metadata
-
-
 def matched_directories(pattern: str) -> list[str]:
     """The directories a local file pattern matches.
 
@@ -120,7 +98,7 @@ def matched_directories(pattern: str) -> list[str]:
     The files Beam matched are subtracted before asking which of the rest are directories, so the
     cost is one more listing, not a stat per file. A pattern with `**` descends into every directory
     it matches: its directories' files are read, nothing is left out. Object stores (`gs://`) have
-    no directories, only the markers `SplitDirectories` catches.
+    no directories: a pattern's `*` stops at "/" there too, but the prefixes below are not listed.
     """
     import tensorflow as tf
     from apache_beam.io.filesystems import FileSystems
@@ -231,11 +209,8 @@ def read_images(pipeline: beam.Pipeline, patterns: Sequence[str], namespace: str
                     | f"ParseRecords{index}" >> beam.ParDo(
                         ParseCaptionRecords(namespace, pattern, split)).with_outputs(DEAD, main="images"))
         else:
-            matched = (pipeline
-                       | f"MatchFiles{index}" >> fileio.MatchFiles(pattern)
-                       | f"SplitDirectories{index}" >> beam.ParDo(
-                           SplitDirectories(namespace, pattern)).with_outputs(DEAD, main="files"))
-            read = (matched.files
+            read = (pipeline
+                    | f"MatchFiles{index}" >> fileio.MatchFiles(pattern)
                     | f"ReadMatches{index}" >> fileio.ReadMatches()
                     | f"ReadImageFiles{index}" >> beam.ParDo(ReadImageFiles(namespace)).with_outputs(
                         DEAD, main="images"))
@@ -244,8 +219,8 @@ def read_images(pipeline: beam.Pipeline, patterns: Sequence[str], namespace: str
                            | f"MatchDirectories{index}" >> beam.FlatMap(matched_directories)
                            | f"DirectoryDeadLetters{index}" >> beam.Map(
                                _counted_directory, namespace, pattern))
-            dead += [matched[DEAD], directories]
-            everything += [matched[DEAD], directories]
+            dead.append(directories)
+            everything.append(directories)
         valid.append(read.images)
         dead.append(read[DEAD])
         everything += [read.images, read[DEAD]]

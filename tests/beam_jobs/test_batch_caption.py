@@ -110,9 +110,7 @@ def test_corrupt_and_non_image_files_become_dead_letters_and_the_rest_is_caption
     assert_same_captions(rows, loaded, files)
 
 
-def test_directories_a_pattern_matches_are_found_and_object_store_markers_split_off(tmp_path):
-    from apache_beam.io.filesystem import FileMetadata
-
+def test_the_directories_a_pattern_matches_are_found(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "sub.jpg").mkdir()
     (tmp_path / "sub.jpg" / "b.jpg").write_bytes(b"x")
@@ -120,11 +118,6 @@ def test_directories_a_pattern_matches_are_found_and_object_store_markers_split_
     assert inference.matched_directories(str(tmp_path / "a.jpg")) == []
     # `**` reads the files under the directories it matches: none is left out.
     assert inference.matched_directories(str(tmp_path / "**")) == []
-    split = inference.SplitDirectories("test", "gs://b/images/*")
-    marker, image = FileMetadata("gs://b/images/old/", 0), FileMetadata("gs://b/images/a.jpg", 3)
-    assert list(split.process(image)) == [image]
-    (tagged,) = split.process(marker)
-    assert tagged.tag == inference.DEAD and tagged.value.reason == base.NOT_A_FILE
 
 
 def test_a_bad_image_in_a_batch_is_isolated_by_the_handler_without_validation(export_dir, loaded):
