@@ -162,13 +162,17 @@ def _normalized_box(box, source_size) -> list[float]:
     return [float(np.clip(v, 0.0, 1.0)) for v in (y / height, x / width, (y + h) / height, (x + w) / width)]
 
 
-_BOILERPLATE = re.compile(r"^(Graph execution error|Detected at node|Stack trace|\s*File \")")
+_BOILERPLATE = re.compile(r"^(Graph execution error|Detected at node|Stack trace|<stack traces unavailable>"
+                          r"|\s*File \")")
+# What `tf.debugging.assert_non_negative` & co. add after the message: the condition and a tensor dump.
+_ASSERT_DUMP = re.compile(r"\s*\[Condition [^\]]*did not hold[^\]]*\].*$", re.MULTILINE)
 
 
 def error_message(error: Exception) -> str:
     """A one-line summary of an error, without TF's graph-execution boilerplate."""
     message = getattr(error, "message", None) or str(error)
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]", "", message)
+    message = _ASSERT_DUMP.sub("", message)
     lines = [line.strip() for line in message.splitlines() if line.strip() and not _BOILERPLATE.match(line)]
     return " | ".join(lines[:4])[:400] if lines else type(error).__name__
 
