@@ -46,6 +46,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import inference, options
+from vcaption.caption import n_best_lists
 from vcaption.runtime import logs
 
 NAMESPACE = "vcaption.batch_caption"
@@ -90,21 +91,6 @@ def check_captioner_export(export_dir: str) -> dict:
                          f"{sig['outputs']}; batch captioning needs image_bytes -> captions, scores "
                          "(an export of a features-only model cannot caption images)")
     return sig
-
-
-def n_best_lists(captions, scores) -> list[dict]:
-    """Signature outputs (string[batch, N], float[batch, N]) -> per image {"captions", "scores"}.
-
-    Slots the beam search could not fill (caption "", score -inf) are dropped: they are not
-    captions, and -inf is not JSON.
-    """
-    import math
-
-    out = []
-    for row_captions, row_scores in zip(captions, scores):
-        kept = [(c.decode("utf-8"), float(s)) for c, s in zip(row_captions, row_scores) if math.isfinite(s)]
-        out.append({"captions": [c for c, _ in kept], "scores": [s for _, s in kept]})
-    return out
 
 
 class SavedModelCaptioner(inference.IsolatingModelHandler):

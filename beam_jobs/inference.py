@@ -79,11 +79,34 @@ class ReadImageFiles(beam.DoFn):
         try:
             data = readable.read()
         except Exception as error:  # noqa: BLE001 — any I/O failure of one file is that file's problem
-            yield beam.pvalue.TaggedOutput(DEAD, base.DeadLetter(
-                path, "image", base.IMAGE_MISSING, source=path,
-                detail=f"image {path!r} cannot be read: {ingest.error_message(error)}"))
+            yield beam.pvalue.TaggedOutput(DEAD, ingest.read_failure(path, "image", path, error, path))
             return
         yield ImageKey(path, path), data
+
+
+def directory_dead_letter(path: str, pattern: str) -> base.DeadLetter:
+    return base.DeadLetter(
+        path, "image", base.NOT_A_FILE, source=pattern,
+        detail=f"{path!r} matches --input {pattern!r} but is a directory, not an image file; its files "
+               "are not read (a pattern with '**' reads the files under the directories it matches)")
+
+
+def matched_directories(pattern: str) -> list[str]:
+    """The directories a local file pattern matches.
+
+    `fileio.MatchFiles` lists local files only, so `images/*` silently leaves out `images/more/`.
+    The files Beam matched are subtracted before asking which of the rest are directories, so the
+    cost is one more listing, not a stat per file. A pattern with `**` descends into every directory
+    it matches: its directories' files are read, nothing is left out. Object stores (`gs://`) have
+    no directories: a pattern's `*` stops at "/" there too, but the prefixes below are not listed.
+    """
+    import tensorflow as tf
+    from apache_beam.io.filesystems import FileSystems
+
+    if "**" in pattern or "://" in pattern:
+        return []
+    files = {m.path for m in FileSystems.match([pattern])[0].metadata_list}
+    return sorted(p for p in tf.io.gfile.glob(pattern) if p not in files and tf.io.gfile.isdir(p))
 
 
 class ParseCaptionRecords(beam.DoFn):
@@ -152,6 +175,11 @@ class ValidateImages(beam.DoFn):
         yield element
 
 
+def _counted_directory(path: str, namespace: str, pattern: str) -> base.DeadLetter:
+    Metrics.counter(namespace, "read").inc()
+    return directory_dead_letter(path, pattern)
+
+
 class Inputs(NamedTuple):
     """What `read_images` returns."""
 
@@ -186,6 +214,13 @@ def read_images(pipeline: beam.Pipeline, patterns: Sequence[str], namespace: str
                     | f"ReadMatches{index}" >> fileio.ReadMatches()
                     | f"ReadImageFiles{index}" >> beam.ParDo(ReadImageFiles(namespace)).with_outputs(
                         DEAD, main="images"))
+            directories = (pipeline
+                           | f"Pattern{index}" >> beam.Create([pattern])
+                           | f"MatchDirectories{index}" >> beam.FlatMap(matched_directories)
+                           | f"DirectoryDeadLetters{index}" >> beam.Map(
+                               _counted_directory, namespace, pattern))
+            dead.append(directories)
+            everything.append(directories)
         valid.append(read.images)
         dead.append(read[DEAD])
         everything += [read.images, read[DEAD]]

@@ -243,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = options.job_parser("python -m beam_jobs.preprocess", __doc__.split("\n")[0])
     parser.add_argument("--format", required=True, choices=sorted(registry.READERS),
                         help="the dataset's published format")
-    parser.add_argument("--input", required=True, help="annotation file or directory (local or gs://)")
+    parser.add_argument("--input", required=True,
+                        help="annotation file or directory (local or gs://); coco and msvd also take a "
+                             "comma-separated list or a glob of files")
     parser.add_argument("--images", default=None,
-                        help="image directory (local or gs://); default: the format's layout")
+                        help="image (or video) directory, local or gs://; the annotations' file names are "
+                             "read only inside it; default: the format's layout")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
     parser.add_argument("--min-count", type=int, default=5, help="keep words seen this often in train")
     parser.add_argument("--image-size", type=int, default=256, help="side of the stored square JPEGs")

@@ -25,7 +25,7 @@ ENTRY_POINTS = [
     "beam_jobs.preprocess", "beam_jobs.extract_features", "beam_jobs.batch_caption",
     "vcaption.serving.client", "vcaption.serving.loadtest", "vcaption.serving.devserver",
     "vcaption.serving.config", "vcaption.bench", *[f"vcaption.bench {name}" for name in BENCHMARKS],
-    "vcaption.datasets.shapes", "vcaption.compare", "vcaption.evaluate",
+    "vcaption.datasets.shapes", "vcaption.compare", "vcaption.evaluate", "vcaption.caption",
 ]
 
 
@@ -41,7 +41,8 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
                "vcaption.serving.devserver": "vcaption.serving.devserver",
                "vcaption.serving.config": "vcaption.serving.config",
                **{f"vcaption.bench {name}": f"vcaption.bench.{name}" for name in BENCHMARKS},
-               "vcaption.compare": "vcaption.compare", "vcaption.evaluate": "vcaption.evaluate"}
+               "vcaption.compare": "vcaption.compare", "vcaption.evaluate": "vcaption.evaluate",
+               "vcaption.caption": "vcaption.caption"}
     return {name: importlib.import_module(module).build_parser() for name, module in modules.items()}
 
 
@@ -113,7 +114,8 @@ def test_one_name_per_concept(all_parsers):
         assert "--model-name" in cli.public_flags(all_parsers[name])
         assert cli.deprecated_flags(all_parsers[name])["--model"] == "--model-name"
     for name in ("beam_jobs.extract_features", "beam_jobs.batch_caption", "vcaption.bench decode",
-                 "vcaption.bench batch_caption", "vcaption.bench serving", "vcaption.evaluate"):
+                 "vcaption.bench batch_caption", "vcaption.bench serving", "vcaption.evaluate",
+                 "vcaption.caption"):
         flags = cli.public_flags(all_parsers[name])
         assert "--model" in flags and "--model-name" not in flags, name
     assert "--batch-size" in cli.public_flags(all_parsers["vcaption.serving.client"])

@@ -155,6 +155,8 @@ def read_video_frames(path: str, max_frames: int = 64, stride: int = 1) -> list:
 
     import cv2
 
+    if "\0" in path:  # OpenCV, like every C API, would open the name only up to the NUL: another file
+        raise ValueError(f"video {path!r}: a file name holding a NUL byte is refused")
     local_path, tmp = path, None
     if "://" in path:  # OpenCV reads local files only: stage remote videos in a temporary file
         tmp = tempfile.NamedTemporaryFile(suffix=os.path.splitext(path)[1])

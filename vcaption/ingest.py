@@ -81,18 +81,21 @@ def _tokens(texts: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(row) for row in text.count_tokens(texts)]
 
 
-def _keep_nonempty(example_id: str, unit: str, items: Sequence, texts: Sequence[str], source: str):
-    """(kept items, their tokens, dead letters) for texts that normalize to at least one word."""
+def _keep_nonempty(example_id: str, unit: str, items: Sequence, texts: Sequence[str], ids: Sequence[str],
+                   source: str):
+    """(kept items, their tokens, dead letters) for texts that normalize to at least one word.
+
+    A dead letter carries the id the reader gave the text (`ids`), the one numbering of the job.
+    """
     kept, kept_tokens, dead = [], [], []
-    for index, (item, tokens) in enumerate(zip(items, _tokens(texts))):
+    for item, tokens, id, original in zip(items, _tokens(texts), ids, texts):
         if tokens:
             kept.append(item)
             kept_tokens.append(tokens)
         else:
             dead.append(DeadLetter(
-                id=f"{example_id}#{index}", unit=unit, reason=base.CAPTION_EMPTY, source=source,
-                detail=f"{unit} {index} of {example_id!r} has no words after normalization: "
-                       f"{texts[index]!r}"))
+                id=id, unit=unit, reason=base.CAPTION_EMPTY, source=source,
+                detail=f"{unit} {id!r} of {example_id!r} has no words after normalization: {original!r}"))
     return tuple(kept), tuple(kept_tokens), dead
 
 
@@ -110,12 +113,13 @@ def prepare_text(example: base.Example) -> Iterator[Prepared | DeadLetter]:
         yield Prepared(example, question_tokens=tokens)
         return
     captions, caption_tokens, dead = _keep_nonempty(
-        example.id, "caption", example.captions, example.captions, source)
+        example.id, "caption", example.captions, example.captions, base.caption_ids(example), source)
     regions, region_tokens = (), ()
     if isinstance(example, CaptionedImage) and example.regions:
+        region_ids = [r.id or f"{example.id}:{k}" for k, r in enumerate(example.regions)]
         regions, region_tokens, region_dead = _keep_nonempty(
             example.id, "region", example.regions, [r.phrase or r.category for r in example.regions],
-            source)
+            region_ids, source)
         dead += region_dead
     yield from dead
     if not captions and not regions:
@@ -158,23 +162,60 @@ def _normalized_box(box, source_size) -> list[float]:
     return [float(np.clip(v, 0.0, 1.0)) for v in (y / height, x / width, (y + h) / height, (x + w) / width)]
 
 
-_BOILERPLATE = re.compile(r"^(Graph execution error|Detected at node|Stack trace|\s*File \")")
+_BOILERPLATE = re.compile(r"^(Graph execution error|Detected at node|Stack trace|<stack traces unavailable>"
+                          r"|\s*File \")")
+# What `tf.debugging.assert_non_negative` & co. add after the message: the condition and a tensor dump.
+_ASSERT_DUMP = re.compile(r"\s*\[Condition [^\]]*did not hold[^\]]*\].*$", re.MULTILINE)
 
 
 def error_message(error: Exception) -> str:
     """A one-line summary of an error, without TF's graph-execution boilerplate."""
     message = getattr(error, "message", None) or str(error)
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]", "", message)
+    message = _ASSERT_DUMP.sub("", message)
     lines = [line.strip() for line in message.splitlines() if line.strip() and not _BOILERPLATE.match(line)]
     return " | ".join(lines[:4])[:400] if lines else type(error).__name__
 
 
+def read_media(path: str) -> bytes:
+    """The bytes of an image (or other media) file, local or remote; raises what `tf.io.gfile` does
+    (NotFoundError, FailedPreconditionError for a directory, ...) or ValueError for a NUL byte."""
+    if "\0" in path:
+        # TensorFlow's C++ file systems would read the name only up to the NUL: another file.
+        raise ValueError(f"{path!r}: a file name holding a NUL byte is refused")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_problem(path: str) -> tuple[str, str]:
+    """(reason, what went wrong) for a media file `read_media` could not read: PATH_INVALID for a NUL
+    byte, NOT_A_FILE for a directory, else IMAGE_MISSING (no such file, a name too long, no
+    permission, ...)."""
+    if "\0" in path:
+        return base.PATH_INVALID, "has an invalid name"
+    if _is_directory(path):
+        return base.NOT_A_FILE, "is a directory, not a file"
+    return base.IMAGE_MISSING, "cannot be read"
+
+
+def read_failure(example_id: str, unit: str, path: str, error: Exception, source: str) -> DeadLetter:
+    """The dead letter of a media file that could not be read, with `read_problem`'s reason."""
+    reason, what = read_problem(path)
+    return DeadLetter(example_id, unit, reason, source=source,
+                      detail=f"{unit} {path!r} of {example_id!r} {what}: {error_message(error)}")
+
+
+def _is_directory(path: str) -> bool:
+    try:
+        return tf.io.gfile.isdir(path)
+    except (tf.errors.OpError, OSError):  # e.g. a name too long to stat: not a directory we can see
+        return False
+
+
 def image_failure(example_id: str, path: str, error: Exception, source: str) -> DeadLetter:
-    """The dead letter of an image that could not be read or decoded, with its reason classified
-    (missing, too large, undecodable); the Beam jobs share this classification."""
-    if isinstance(error, (tf.errors.NotFoundError, FileNotFoundError, IsADirectoryError)):
-        reason, what = base.IMAGE_MISSING, "cannot be read"
-    elif "too large" in str(error):
+    """The dead letter of image bytes that could not be decoded, with the reason classified (too
+    large, undecodable); the Beam jobs share this classification. Read failures are `read_failure`'s."""
+    if "too large" in str(error):
         reason, what = base.IMAGE_TOO_LARGE, "is too large"
     else:
         reason, what = base.IMAGE_UNDECODABLE, "cannot be decoded"
@@ -225,9 +266,7 @@ class RecordEncoder:
             return []
         return self._encode_texts(tf.constant(list(captions))).to_list()
 
-    def _load_image(self, path: str) -> tuple[bytes, tuple[int, int]]:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
+    def _resize_to_jpeg(self, data: bytes) -> tuple[bytes, tuple[int, int]]:
         jpeg, size = self._preprocess(tf.constant(data))
         return jpeg.numpy(), tuple(int(v) for v in size.numpy())
 
@@ -244,9 +283,15 @@ class RecordEncoder:
         example = prepared.example
         if isinstance(example, VideoExample):
             return self._encode_video(prepared)
+        # Reading and decoding fail for different reasons (a missing file or a directory is not a
+        # corrupt image), so they are told apart by where the error came from, not by its text.
         try:
-            jpeg, source_size = self._load_image(example.image_path)
+            data = read_media(example.image_path)
         except (tf.errors.OpError, OSError, ValueError) as error:
+            return read_failure(prepared.id, "image", example.image_path, error, example.source)
+        try:
+            jpeg, source_size = self._resize_to_jpeg(data)
+        except (tf.errors.OpError, ValueError) as error:
             return image_failure(prepared.id, example.image_path, error, example.source)
         if isinstance(example, VQAExample):
             return self._encode_vqa(prepared, jpeg)
@@ -303,6 +348,8 @@ class RecordEncoder:
             jpegs = [self._frame_to_jpeg(tf.constant(frame)).numpy() for frame in frames]
             flow_jpegs = self._flow_jpegs(frames) if self.config.optical_flow else []
         except (tf.errors.OpError, OSError, ValueError) as error:
+            if _is_directory(example.video_path):
+                return read_failure(example.id, "video", example.video_path, error, example.source)
             return DeadLetter(example.id, "video", base.VIDEO_UNREADABLE, source=example.source,
                               detail=f"video {example.video_path!r} of {example.id!r}: "
                                      f"{error_message(error)}")

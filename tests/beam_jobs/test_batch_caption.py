@@ -79,26 +79,45 @@ BAD = {"corrupt.jpg", "truncated.jpg", "empty.jpg", "notes.txt"}
 def test_corrupt_and_non_image_files_become_dead_letters_and_the_rest_is_captioned(
         export_dir, loaded, mixed_inputs, tmp_path):
     folder, files = mixed_inputs
+    # Directories the pattern matches: `*` does not reach into them, so they are dead letters
+    # (fileio.MatchFiles lists files only and would leave them out without a word).
+    (folder / "album.jpg").mkdir()
+    (folder / "more").mkdir()
+    (folder / "more" / "inside.jpg").write_bytes(_jpeg(8, 20, 20))
+    directories = {"album.jpg", "more"}
     prefix = str(tmp_path / "out" / "captions")
     stats = batch_caption.run(["--model", export_dir, "--input", str(folder / "*"), "--output", prefix,
                                "--batch-size", "3"])
 
     dead = read_jsonl(prefix + ".dead_letter-*.jsonl")
     assert {pathlib.Path(d["id"]).name: d["reason"] for d in dead} == {
-        name: base.IMAGE_UNDECODABLE for name in BAD}
+        **{name: base.IMAGE_UNDECODABLE for name in BAD}, **{name: base.NOT_A_FILE for name in directories}}
     assert "not a JPEG, PNG, GIF or BMP" in next(d["detail"] for d in dead if d["id"].endswith("notes.txt"))
+    assert "is a directory" in next(d["detail"] for d in dead if d["id"].endswith("more"))
     rows = read_jsonl(prefix + "-*.jsonl")
     assert sorted(pathlib.Path(r["id"]).name for r in rows) == ["a.jpg", "b.jpg", "c.png", "d.jpg", "e.jpg"]
     assert all(len(r["captions"]) == len(r["scores"]) == 2 for r in rows)
     assert len({tuple(r["scores"]) for r in rows}) == len(rows)  # the images are told apart
     # Every input is accounted for, in the stats file and in the Beam counters.
-    assert stats["read"] == len(files) == stats["captioned"] + stats["dead_lettered"]["total"]
-    assert stats["dead_lettered"]["by_reason"] == {base.IMAGE_UNDECODABLE: len(BAD)}
+    inputs = len(files) + len(directories)
+    assert stats["read"] == inputs == stats["captioned"] + stats["dead_lettered"]["total"]
+    assert stats["dead_lettered"]["by_reason"] == {base.IMAGE_UNDECODABLE: len(BAD),
+                                                   base.NOT_A_FILE: len(directories)}
     counters = stats["counters"]
     assert (counters["read"], counters["captioned"], counters["dead_lettered"]) == (
-        len(files), len(files) - len(BAD), len(BAD))
+        inputs, len(files) - len(BAD), len(BAD) + len(directories))
     assert stats["n_best"] == 2
     assert_same_captions(rows, loaded, files)
+
+
+def test_the_directories_a_pattern_matches_are_found(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "sub.jpg").mkdir()
+    (tmp_path / "sub.jpg" / "b.jpg").write_bytes(b"x")
+    assert inference.matched_directories(str(tmp_path / "*.jpg")) == [str(tmp_path / "sub.jpg")]
+    assert inference.matched_directories(str(tmp_path / "a.jpg")) == []
+    # `**` reads the files under the directories it matches: none is left out.
+    assert inference.matched_directories(str(tmp_path / "**")) == []
 
 
 def test_a_bad_image_in_a_batch_is_isolated_by_the_handler_without_validation(export_dir, loaded):

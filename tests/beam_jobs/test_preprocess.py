@@ -135,6 +135,51 @@ def test_bad_inputs_are_dead_lettered_with_reasons_and_nothing_is_lost(bad_input
     assert images.decode_image(gray["image_jpeg"]).shape == (16, 16, 3)
 
 
+def test_media_names_are_confined_and_read_failures_have_their_own_reasons(tmp_path):
+    """A directory or an over-long name is not a corrupt image; names that leave --images or hold a
+    NUL byte are never read (each of the files they point at exists and is a valid JPEG); one caption
+    numbering across the reader and the text step."""
+    media = tmp_path / "images"
+    (media / "adir.jpg").mkdir(parents=True)
+    for name in ("good.jpg", "other.jpg"):
+        (media / name).write_bytes(_jpeg(len(name)))
+    (tmp_path / "secret.jpg").write_bytes(_jpeg(9))
+    long_name = "x" * 300 + ".jpg"
+    lines = [
+        _line("good.jpg", "train", ["a red circle"]),
+        _line("adir.jpg", "train", ["a red circle"]),
+        _line(long_name, "train", ["a red circle"]),
+        _line("../secret.jpg", "train", ["a red circle"]),
+        _line(str(tmp_path / "secret.jpg"), "train", ["a red circle"]),
+        _line("good.jpg\0.png", "val", ["a red circle"]),
+        # Caption 0 is refused by the reader, caption 1 by the text step: two ids, not "900044#0" twice.
+        _line("other.jpg", "train", ["INVALID", "...", "a blue square"], cocoid=900044),
+    ]
+    lines[-1] = lines[-1].replace(b"INVALID", b"caf\xff")
+    path = tmp_path / "dataset.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    stats = preprocess.run(["--format", "karpathy", "--input", str(path), "--images", str(media),
+                            "--output", str(out), "--image-size", "16", "--min-count", "1"])
+    dead = _dead_letters(out)
+    assert {(d["unit"], d["id"]): d["reason"] for d in dead} == {
+        ("image", "adir.jpg"): base.NOT_A_FILE,
+        ("image", long_name): base.IMAGE_MISSING,
+        ("image", "../secret.jpg"): base.PATH_OUTSIDE_IMAGES,
+        ("image", str(tmp_path / "secret.jpg")): base.PATH_OUTSIDE_IMAGES,
+        ("image", "good.jpg\0.png"): base.PATH_INVALID,
+        ("caption", "900044#0"): base.INVALID_UTF8,
+        ("caption", "900044#1"): base.CAPTION_EMPTY,
+    }
+    assert len({(d["unit"], d["id"]) for d in dead}) == len(dead)  # every dead letter names one input
+    assert "is a directory" in next(d["detail"] for d in dead if d["reason"] == base.NOT_A_FILE)
+    assert "too long" in next(d["detail"] for d in dead if d["reason"] == base.IMAGE_MISSING)
+    # Only the two good images became records: nothing was read from outside --images.
+    written = [r["image_id"].numpy().decode() for split in base.SPLITS for r in _records(out, split)]
+    assert sorted(written) == ["900044", "good.jpg"] and stats["examples"]["val"] == 0
+    assert sum(stats["examples"].values()) + len([d for d in dead if d["unit"] == "image"]) == len(lines)
+
+
 def test_vocabulary_counts_train_only_and_respects_min_count(tmp_path):
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(_jpeg(len(name)))

@@ -124,7 +124,8 @@ def test_coco_fixture_with_instances():
     assert examples[0].image_path == str(root / "tiny_val" / "000000000001.jpg")
     assert examples[1].image_path == str(root / "000000000002.jpg")
     assert examples[2].image_path == str(root / "tiny_val" / "000000000003.jpg")
-    assert examples[0].regions == (base.Region((1.0, 2.0, 3.0, 4.0), "circle", "circle"),)
+    # The instance annotation's id travels with the region (its dead letters carry it).
+    assert examples[0].regions == (base.Region((1.0, 2.0, 3.0, 4.0), "circle", "circle", id="101"),)
     assert examples[1].regions[0].category == "triangle"
     assert examples[2].regions == ()
 
@@ -313,7 +314,7 @@ def test_vg_fixture(tmp_path):
     assert [(e.id, e.split, e.captions) for e in examples] == [
         ("1", "train", ()), ("2", "val", ()), ("3", "test", ())]
     assert examples[0].regions[0] == base.Region(
-        (421.0, 57.0, 82.0, 139.0), "the clock is green in colour", "")
+        (421.0, 57.0, 82.0, 139.0), "the clock is green in colour", "", id="1382")
     assert len(examples[0].regions) == 2
     assert examples[0].image_path == str(tmp_path / "1.jpg")  # basename of the url
     assert examples[1].image_path == str(tmp_path / "2.jpg")
@@ -401,6 +402,146 @@ def test_msvd_caption_map(tmp_path):
     assert [e.id for e in examples] == ["c"]
     assert reasons(dead) == {("video", base.MALFORMED_ENTRY): 1, ("caption", base.INVALID_UTF8): 1,
                              ("video", base.NO_VALID_CAPTIONS): 1}
+
+
+def test_msvd_list_format_of_the_public_releases(tmp_path):
+    """The list form `[{"id": "<clip>.avi", "caption": [...]}]`, one file per split."""
+    directory = FIXTURES / "msvd"
+    train, test = str(directory / "msvd_train.json"), str(directory / "msvd_test.json")
+    examples, dead = run(msvd.read, f"{train},{test}")
+    assert dead == []
+    # The id is the clip without its extension, as in the caption map; the split is the file name's.
+    assert [(e.id, e.split) for e in examples] == [
+        ("-4wsuPCjDBc_5_15", "train"), ("-7KMZQEsJW4_205_208", "train"), ("0lh_UWF9ZP4_62_69", "test")]
+    assert examples[0].captions == ("a squirrel is eating a peanut in it's shell", "a chipmunk is eating")
+    assert examples[0].caption_ids == ("-4wsuPCjDBc_5_15#0", "-4wsuPCjDBc_5_15#1")
+    assert examples[0].video_path == str(directory / "videos" / "-4wsuPCjDBc_5_15.avi")
+    assert [e.id for e in run(msvd.read, str(directory / "msvd_*.json"))[0]] == [
+        "0lh_UWF9ZP4_62_69", "-4wsuPCjDBc_5_15", "-7KMZQEsJW4_205_208"]  # a glob, in name order
+    assert {e.split for e in run(msvd.read, train, split="val")[0]} == {"val"}  # the option wins
+    clips = tmp_path / "YouTubeClips"  # the published folder name, found without images_dir
+    clips.mkdir()
+    (clips / "bare.mp4").write_bytes(b"")
+    unnamed = write_json(tmp_path / "clips.json", [{"id": "bare", "caption": ["a man"]}])
+    (example,), _ = run(msvd.read, unnamed)
+    # A bare id is looked up with each video extension; no split word in the name: the hash.
+    assert example.video_path == str(clips / "bare.mp4") and example.split == base.hash_split("bare")
+
+
+def test_msvd_list_dead_letters(tmp_path):
+    first = write_json(tmp_path / "train.json", [
+        {"id": "a.avi", "caption": ["a dog runs", f"bad {BAD}"]},
+        {"id": "b.avi", "caption": "not a list"},
+        ["not", "an", "object"],
+        {"caption": ["no id"]},
+        {"id": "a.avi", "caption": ["the same clip again"]},
+        {"id": "c.avi", "caption": [f"{BAD}", 7]},
+    ])
+    second = write_json(tmp_path / "test.json", [{"id": "a.mp4", "caption": ["a in another file"]},
+                                                 {"id": "d.avi", "caption": ["fine"]}])
+    examples, dead = run(msvd.read, f"{first},{second}")
+    assert [(e.id, e.split, e.captions) for e in examples] == [
+        ("a", "train", ("a dog runs",)), ("d", "test", ("fine",))]
+    assert reasons(dead) == {
+        ("caption", base.INVALID_UTF8): 2, ("caption", base.MALFORMED_ENTRY): 1,
+        ("video", base.MALFORMED_ENTRY): 3, ("video", base.DUPLICATE_ID): 2,  # a.avi twice, a.mp4
+        ("video", base.NO_VALID_CAPTIONS): 1}
+    assert {d.id for d in dead if d.unit == "caption"} == {"a#1", "c#0", "c#1"}
+    assert len(examples) + len(image_level(dead, ("video",))) == 8  # every entry is accounted for
+
+
+# --- media paths: confined to the media directory ------------------------------------------------------
+
+UNSAFE = {"../up.jpg": base.PATH_OUTSIDE_IMAGES, "/etc/x.jpg": base.PATH_OUTSIDE_IMAGES,
+          "sub/../../up.jpg": base.PATH_OUTSIDE_IMAGES, "ok.jpg\0.png": base.PATH_INVALID}
+SAFE = ["ok.jpg", "sub/../in.jpg"]
+
+
+def _karpathy_names(tmp, names):
+    return write_json(tmp / "d.json", {"images": [
+        {"filename": n, "split": "train", "sentences": [{"raw": "a cat"}]} for n in names]}), {}
+
+
+def _coco_names(tmp, names):
+    return write_json(tmp / "annotations" / "captions_val2017.json", {
+        "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+        "annotations": [{"id": i, "image_id": i, "caption": "a cat"} for i in range(len(names))]}), {}
+
+
+def _flickr8k_names(tmp, names):
+    write_text(tmp / "Flickr_8k.trainImages.txt", "".join(n + "\n" for n in SAFE))
+    return write_text(tmp / "Flickr8k.token.txt", "".join(f"{n}#0\ta cat\n" for n in names)), {}
+
+
+def _vqa_names(tmp, names):  # a non-numeric image id is the file name's stem
+    ids = [n[:-len(".jpg")] if n.endswith(".jpg") else n for n in names]
+    questions = write_json(tmp / "v2_OpenEnded_x_train2014_questions.json", {
+        "data_subtype": "train2014",
+        "questions": [{"question_id": k, "image_id": i, "question": "what?"} for k, i in enumerate(ids)]})
+    return questions, {}
+
+
+def _vg_names(tmp, names):  # image_data.json's url names the file
+    write_json(tmp / "image_data.json", [{"image_id": k, "url": f"https://x/VG_100K/{n}"}
+                                         for k, n in enumerate(names)])
+    return write_json(tmp / "region_descriptions.json", [
+        {"id": k, "regions": [{"region_id": k, "x": 0, "y": 0, "width": 2, "height": 2, "phrase": "a cat"}]}
+        for k in range(len(names))]), {}
+
+
+def _msvd_list_names(tmp, names):
+    return write_json(tmp / "clips.json", [{"id": n, "caption": ["a cat"]} for n in names]), {}
+
+
+def _msvd_map_names(tmp, names):
+    return write_json(tmp / "map.json", {n: ["a cat"] for n in names}), {}
+
+
+@pytest.mark.parametrize("reader,write", [
+    (karpathy.read, _karpathy_names), (coco.read, _coco_names), (flickr8k.read, _flickr8k_names),
+    (vqa.read, _vqa_names), (visual_genome.read, _vg_names), (msvd.read, _msvd_list_names),
+    (msvd.read, _msvd_map_names)], ids=["karpathy", "coco", "flickr8k", "vqa", "vg", "msvd_list", "msvd_map"])
+def test_media_names_outside_the_media_directory_or_with_a_nul_byte_are_refused(tmp_path, reader, write):
+    media = tmp_path / "media"
+    media.mkdir()
+    names = SAFE + list(UNSAFE)
+    if reader is visual_genome.read:  # a url's last part is a name: no "/" in it, ".." alone climbs
+        names = ["ok.jpg", "in.jpg", "..", "ok.jpg\0.png"]
+    path, options = write(tmp_path / "annotations_dir", names)
+    examples, dead = run(reader, path, str(media), **options)
+    assert len(examples) == 2
+    for example in examples:
+        located = getattr(example, "image_path", None) or example.video_path
+        assert "\0" not in located
+        assert os.path.commonpath([os.path.normpath(located), str(media)]) == str(media), located
+    # (COCO also dead-letters the refused images' caption annotations, as UNKNOWN_IMAGE.)
+    refused = [d for d in dead if d.unit != "caption"]
+    assert collections.Counter(d.reason for d in refused) == {
+        base.PATH_OUTSIDE_IMAGES: len(names) - 3, base.PATH_INVALID: 1}
+    for letter in refused:
+        assert "outside the media directory" in letter.detail or "NUL byte" in letter.detail
+        letter.to_json()
+
+
+def test_image_dir_refuses_what_a_reader_failed_to_check(tmp_path):
+    from vcaption.datasets._common import ImageDir
+
+    with pytest.raises(ValueError, match="outside"):
+        ImageDir(str(tmp_path), []).path("../x.jpg")
+    assert base.path_problem("a/b.jpg") is None and base.path_problem("a\0")[0] == base.PATH_INVALID
+
+
+def test_caption_and_region_ids_travel_from_the_reader(tmp_path):
+    """The reader numbers captions once (published ids, else `<id>#<k>` by published position); the
+    examples carry those ids so that a later stage dead-letters a caption under the same id."""
+    path = write_json(tmp_path / "d.json", {"images": [{"filename": "a.jpg", "split": "train", "cocoid": 7,
+                                                        "sentences": [{"raw": f"{BAD}"}, {"raw": "..."},
+                                                                      {"raw": "a cat"}]}]})
+    (example,), (letter,) = run(karpathy.read, path)
+    assert letter.id == "7#0" and example.caption_ids == ("7#1", "7#2")
+    coco_examples, _ = run(coco.read, str(FIXTURES / "coco" / "annotations" / "captions_tiny_val.json"))
+    assert all(len(e.caption_ids) == len(e.captions) for e in coco_examples)
+    assert base.caption_ids(base.CaptionedImage("x", "train", "x.jpg", ("a", "b"))) == ("x#0", "x#1")
 
 
 # --- shared rules ------------------------------------------------------------------------------------

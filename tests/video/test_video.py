@@ -136,6 +136,28 @@ def test_msvd_caption_map_end_to_end(tmp_path):
     assert stats["dead_letter"]["by_reason"] == {base.VIDEO_UNREADABLE: 1}  # the clip that is absent
 
 
+def test_msvd_list_format_end_to_end(tmp_path):
+    """`--format msvd` on the public releases' list form, one file per split, with a directory in
+    place of one clip (not a file) and another clip absent (unreadable)."""
+    for name in ("msvd_train.json", "msvd_test.json"):
+        shutil.copy(os.path.join(FIXTURES, "msvd", name), tmp_path / name)
+    clips = tmp_path / "YouTubeClips"
+    clips.mkdir()
+    shapes.write_video(np.stack(_moving_square(0, 1, count=6)), str(clips / "-4wsuPCjDBc_5_15.avi"))
+    (clips / "-7KMZQEsJW4_205_208.avi").mkdir()
+    inputs = f"{tmp_path / 'msvd_train.json'},{tmp_path / 'msvd_test.json'}"
+    stats = preprocess.run(["--format", "msvd", "--input", inputs, "--output", str(tmp_path / "out"),
+                            "--image-size", str(SIZE), "--min-count", "1"])
+    assert stats["examples"] == {"train": 1, "val": 0, "test": 0}
+    dead = [json.loads(line) for path in glob.glob(str(tmp_path / "out" / "dead_letter-*.jsonl"))
+            for line in open(path)]
+    assert {d["id"]: d["reason"] for d in dead} == {
+        "-7KMZQEsJW4_205_208": base.NOT_A_FILE, "0lh_UWF9ZP4_62_69": base.VIDEO_UNREADABLE}
+    (record,) = [records.parse_video_example(s) for s in tf.data.TFRecordDataset(
+        glob.glob(str(tmp_path / "out" / "train-*.tfrecord")))]
+    assert record["video_id"].numpy() == b"-4wsuPCjDBc_5_15" and record["captions"].shape == (2,)
+
+
 # --- models ----------------------------------------------------------------------------------------
 def _frames(batch=2, count=FRAMES, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (batch, count, SIZE, SIZE, 3)).astype("float32")

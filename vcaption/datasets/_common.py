@@ -12,11 +12,31 @@ import tensorflow as tf
 
 from vcaption.datasets.base import (
     DUPLICATE_ID, INVALID_UTF8, MALFORMED_ENTRY, NO_VALID_CAPTIONS, DeadLetter, Example, ReaderOutput,
-    first_existing, join_path)
+    first_existing, join_path, path_problem)
 from vcaption.text import has_invalid_utf8
 
 # A caption to check: (caption id for the dead letter, the text as parsed, where it was found).
 CaptionInput = tuple[str, object, str]
+
+
+def expand_inputs(input_path: str, what: str, directory_pattern: str | None = None) -> list[str]:
+    """The files of an `--input`: one path, a comma-separated list, globs (`a/captions_*.json`),
+    and with `directory_pattern` a directory (its files matching the pattern).
+
+    Raises:
+        ValueError naming the part that matches nothing.
+    """
+    paths = []
+    for part in filter(None, (p.strip() for p in input_path.split(","))):
+        if directory_pattern and tf.io.gfile.isdir(part):
+            part = join_path(part, directory_pattern)
+        matches = sorted(tf.io.gfile.glob(part)) if any(c in part for c in "*?[") else [part]
+        if not matches:
+            raise ValueError(f"{part!r} matches no {what}")
+        paths.extend(matches)
+    if not paths:
+        raise ValueError(f"no {what} given")
+    return paths
 
 
 def printable(text: str) -> str:
@@ -58,6 +78,16 @@ def name_problem(name: object, unit: str, what: str, where: str, source: str) ->
     return None
 
 
+def media_problem(relatives: Sequence[str], id: str, unit: str, where: str, source: str) -> DeadLetter | None:
+    """PATH_OUTSIDE_IMAGES / PATH_INVALID when a media file name an annotation gives (any of the
+    candidate `relatives`) must not be read (`base.path_problem`), else None."""
+    for relative in relatives:
+        problem = path_problem(relative)
+        if problem:
+            return DeadLetter(printable(id), unit, problem[0], f"{printable(where)}: {problem[1]}", source)
+    return None
+
+
 class SeenIds:
     """Remembers ids so that a repeated one becomes a DUPLICATE_ID dead letter; the first is kept.
 
@@ -84,9 +114,9 @@ def with_captions(
     captions: Iterable[CaptionInput],
     where: str,
     source: str,
-    build: Callable[[tuple[str, ...]], Example],
+    build: Callable[[tuple[str, ...], tuple[str, ...]], Example],
 ) -> ReaderOutput:
-    """Dead-letters the captions that are not valid text, then yields `build(kept)`.
+    """Dead-letters the captions that are not valid text, then yields `build(kept, kept_ids)`.
 
     An example without captions is useless for training and evaluation, so when nothing is kept the
     whole `unit` becomes a NO_VALID_CAPTIONS dead letter instead.
@@ -97,19 +127,21 @@ def with_captions(
         captions: (caption id, text, where) triples in published order.
         where: names the image/video in messages ("path: image '42'").
         source: the annotation file.
-        build: makes the example from the kept captions.
+        build: makes the example from the kept captions and their ids (the example's
+            `caption_ids`, so that later stages dead-letter a caption under the same id).
     """
-    kept, dead = [], 0
+    kept, kept_ids, dead = [], [], 0
     for caption_id, text, caption_where in captions:
         problem = text_problem(text, "caption")
         if problem is None:
             kept.append(text)
+            kept_ids.append(printable(caption_id))
             continue
         dead += 1
         reason, message = problem
         yield DeadLetter(printable(caption_id), "caption", reason, f"{caption_where}: {message}", source)
     if kept:
-        yield build(tuple(kept))
+        yield build(tuple(kept), tuple(kept_ids))
     else:
         yield DeadLetter(printable(id), unit, NO_VALID_CAPTIONS,
                          f"{where}: no valid captions ({dead} dead-lettered, none left)", source)
@@ -137,7 +169,14 @@ class ImageDir:
         self._defaults = list(defaults)
 
     def path(self, *relatives: str) -> str:
-        """The first of `relatives` that exists under the directory, else the first one."""
+        """The first of `relatives` that exists under the directory, else the first one.
+
+        Readers dead-letter unsafe names first (`media_problem`); one that gets here anyway is a
+        bug in the reader, which must fail rather than read outside the directory.
+        """
+        unsafe = [r for r in relatives if path_problem(r)]
+        if unsafe:
+            raise ValueError(f"refusing to look up {unsafe[0]!r}: {path_problem(unsafe[0])[1]}")
         if self._dir is None:
             self._dir = self._choose(relatives)
         if len(relatives) == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import posixpath
 import zlib
 from typing import Iterable, Iterator, Union
 
@@ -38,6 +39,10 @@ UNKNOWN_SPLIT = "unknown_split"            # split name outside train/val/test/r
 CAPTION_EMPTY = "caption_empty"            # nothing left after normalization (empty, punctuation only)
 NO_VALID_CAPTIONS = "no_valid_captions"    # every caption of an image was dead-lettered
 IMAGE_MISSING = "image_missing"            # the referenced file does not exist or cannot be read
+                                           # (no such file, a name too long for the file system, ...)
+NOT_A_FILE = "not_a_file"                  # the path names a directory (or another non-file), not media
+PATH_OUTSIDE_IMAGES = "path_outside_images"  # an absolute name, or one climbing out with "..": never read
+PATH_INVALID = "path_invalid"              # a name holding a NUL byte, which no file system allows
 IMAGE_UNDECODABLE = "image_undecodable"    # not an image, corrupt or truncated data
 IMAGE_TOO_LARGE = "image_too_large"        # header claims more pixels than the limit
 UNKNOWN_IMAGE = "unknown_image"            # an annotation refers to an image id that is not listed
@@ -53,11 +58,14 @@ class Region:
         box: (x, y, width, height) of the top-left corner and size, in pixels of the source image.
         phrase: the words that describe the region ("large red circle"); may be empty.
         category: an object category name ("circle", "person"); may be empty.
+        id: the region's id as its reader numbers it (the published id where there is one), which
+            a dead letter of this region carries.
     """
 
     box: tuple[float, float, float, float]
     phrase: str = ""
     category: str = ""
+    id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +79,7 @@ class CaptionedImage:
         captions: the raw reference captions, as published.
         regions: boxes with phrases/categories, when the format has them.
         source: the annotation file this example came from, for dead-letter messages.
+        caption_ids: the id of each caption as its reader numbers it (see `caption_ids`).
     """
 
     id: str
@@ -79,6 +88,7 @@ class CaptionedImage:
     captions: tuple[str, ...]
     regions: tuple[Region, ...] = ()
     source: str = ""
+    caption_ids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +131,7 @@ class VideoExample:
         captions: the raw descriptions.
         label: the activity / category name, "" when the dataset has none.
         source: the annotation file this example came from.
+        caption_ids: the id of each caption as its reader numbers it (see `caption_ids`).
     """
 
     id: str
@@ -129,11 +140,16 @@ class VideoExample:
     captions: tuple[str, ...] = ()
     label: str = ""
     source: str = ""
+    caption_ids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:
     """An input that could not become an example, with the reason.
+
+    `(unit, id)` names one input: a caption or region keeps the id its reader gave it through every
+    stage (`caption_ids`), so the reader and the text step never number the same input twice. The
+    one repeat is by definition: a DUPLICATE_ID letter carries the id of an input kept earlier.
 
     Args:
         id: the input's id (image id, question id, "file:line" for line formats).
@@ -155,6 +171,29 @@ class DeadLetter:
 
 Example = Union[CaptionedImage, VQAExample, VideoExample]
 ReaderOutput = Iterator[Union[Example, DeadLetter]]
+
+
+def caption_ids(example: CaptionedImage | VideoExample) -> tuple[str, ...]:
+    """The ids of an example's captions: its reader's (the published caption id, or
+    `<example id>#<k>` with k the caption's position in the published list), else `<id>#<k>`."""
+    return example.caption_ids or tuple(f"{example.id}#{k}" for k in range(len(example.captions)))
+
+
+def path_problem(relative: str) -> tuple[str, str] | None:
+    """(reason, problem) when a file name from an annotation must not be read, else None.
+
+    Annotation files are input like any other: a name must stay under the media directory the user
+    gave (`--images`), so an absolute name or one that climbs out with ".." is refused rather than
+    read from elsewhere on the machine (or the bucket). A NUL byte would silently cut the name short
+    in the file system's C API (TensorFlow reads "a.jpg\\0x" as "a.jpg"), so it is refused too.
+    """
+    if "\0" in relative:
+        return PATH_INVALID, f"file name {relative!r} holds a NUL byte, which no file system allows"
+    normal = posixpath.normpath(relative) if relative else ""
+    if "://" in relative or posixpath.isabs(relative) or normal == ".." or normal.startswith("../"):
+        return PATH_OUTSIDE_IMAGES, (f"file name {relative!r} points outside the media directory "
+                                     "(absolute, or climbing out with '..'); it is not read")
+    return None
 
 
 def canonical_split(name: str) -> str | None:

@@ -30,7 +30,8 @@ import os
 
 import tensorflow as tf
 
-from vcaption.datasets._common import ImageDir, SeenIds, field_problem, name_problem, with_captions
+from vcaption.datasets._common import (
+    ImageDir, SeenIds, expand_inputs, field_problem, media_problem, name_problem, with_captions)
 from vcaption.datasets.base import (
     MALFORMED_ENTRY, REGION_INVALID, UNKNOWN_IMAGE, UNKNOWN_SPLIT, CaptionedImage, DeadLetter, Region,
     ReaderOutput, join_path, load_json, parent_dir, split_from_subtype)
@@ -58,7 +59,7 @@ def read(input_path: str, images_dir: str | None = None, *, split: str | None = 
         >>> examples[0].image_path, examples[0].regions[0].category
         ('coco/val2017/000000397133.jpg', 'person')
     """
-    paths = _expand(input_path)
+    paths = expand_inputs(input_path, "COCO captions file", directory_pattern="captions_*.json")
     if instances_path and len(paths) > 1:
         raise ValueError(f"instances_path={instances_path!r} is ambiguous with {len(paths)} captions files")
     image_ids, caption_ids = SeenIds("image"), SeenIds("caption")
@@ -67,20 +68,6 @@ def read(input_path: str, images_dir: str | None = None, *, split: str | None = 
         images = ImageDir(images_dir, [root, join_path(root, "images")])
         instances = (instances_path or _instances_next_to(path)) if with_instances else None
         yield from _file(path, images, split, instances, image_ids, caption_ids)
-
-
-def _expand(input_path: str) -> list[str]:
-    paths = []
-    for part in filter(None, (p.strip() for p in input_path.split(","))):
-        if tf.io.gfile.isdir(part):
-            part = join_path(part, "captions_*.json")
-        matches = sorted(tf.io.gfile.glob(part)) if any(c in part for c in "*?[") else [part]
-        if not matches:
-            raise ValueError(f"{part!r} matches no COCO captions file")
-        paths.extend(matches)
-    if not paths:
-        raise ValueError("no COCO captions file given")
-    return paths
 
 
 def _subtype(path: str) -> str:
@@ -117,7 +104,8 @@ def _file(path: str, images: ImageDir, split: str | None, instances_path: str | 
         id = str(entry["id"])
         dead = (name_problem(id, "image", "id", where, path)
                 or name_problem(entry["file_name"], "image", "file_name", where, path)
-                or image_ids.duplicate(id, f"{where} ({id})", path))
+                or image_ids.duplicate(id, f"{where} ({id})", path)
+                or media_problem([entry["file_name"]], id, "image", where, path))
         if dead:
             yield dead
             continue
@@ -157,8 +145,8 @@ def _file(path: str, images: ImageDir, split: str | None, instances_path: str | 
         relatives = (join_path(subtype, entry["file_name"]), entry["file_name"])
         yield from with_captions(
             id, "image", captions.get(id, ()), where, path,
-            lambda kept: CaptionedImage(id, file_split, images.path(*relatives), kept,
-                                        tuple(regions.get(id, ())), source=path))
+            lambda kept, ids: CaptionedImage(id, file_split, images.path(*relatives), kept,
+                                             tuple(regions.get(id, ())), source=path, caption_ids=ids))
 
 
 def _regions(path: str, listed: dict):
@@ -190,4 +178,4 @@ def _regions(path: str, listed: dict):
                              f"{where}: bbox {entry['bbox']} has non-positive width or height", path)
         else:
             name = names[entry["category_id"]]
-            yield image_id, Region((x, y, w, h), phrase=name, category=name)
+            yield image_id, Region((x, y, w, h), phrase=name, category=name, id=region_id)

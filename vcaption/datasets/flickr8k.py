@@ -25,7 +25,7 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from vcaption.datasets._common import ImageDir, SeenIds, printable, with_captions
+from vcaption.datasets._common import ImageDir, SeenIds, media_problem, printable, with_captions
 from vcaption.datasets.base import (
     INVALID_UTF8, MALFORMED_LINE, NO_VALID_CAPTIONS, UNKNOWN_SPLIT, CaptionedImage, DeadLetter, ReaderOutput,
     canonical_split, join_path, parent_dir, read_lines)
@@ -76,6 +76,10 @@ def read(input_path: str, images_dir: str | None = None, *,
         if has_invalid_utf8(name):
             yield DeadLetter(where, "line", INVALID_UTF8, f"{where}: file name is not UTF-8", input_path)
             continue
+        unsafe = media_problem([name], where, "line", where, input_path)
+        if unsafe:
+            yield unsafe
+            continue
         duplicate = caption_ids.duplicate(caption_id, where, input_path)
         if duplicate:
             yield duplicate
@@ -89,8 +93,8 @@ def read(input_path: str, images_dir: str | None = None, *,
             yield DeadLetter(name, "image", UNKNOWN_SPLIT, f"{where}: in no split file", input_path)
             continue
         yield from with_captions(name, "image", captions, where, input_path,
-                                 lambda kept: CaptionedImage(name, split, images.path(name), kept,
-                                                             source=input_path))
+                                 lambda kept, ids: CaptionedImage(name, split, images.path(name), kept,
+                                                                  source=input_path, caption_ids=ids))
     # A split file is an input too: an image it lists that has no caption line must not vanish.
     for name, split_file in listed_in.items():
         if name not in grouped:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 
 from vcaption.datasets._common import (
-    ImageDir, SeenIds, field_problem, name_problem, printable, with_captions)
+    ImageDir, SeenIds, field_problem, media_problem, name_problem, printable, with_captions)
 from vcaption.datasets.base import (
     MALFORMED_ENTRY, MALFORMED_JSON, UNKNOWN_SPLIT, CaptionedImage, DeadLetter, ReaderOutput,
     canonical_split, join_path, load_json, parent_dir, read_lines)
@@ -71,8 +71,10 @@ def _image(entry, where: str, source: str, images: ImageDir, seen: SeenIds) -> R
         return
     filename = entry["filename"]
     id = str(entry["cocoid"]) if entry.get("cocoid") is not None else filename
+    relative = join_path(entry["filepath"], filename) if entry.get("filepath") else filename
     dead = (name_problem(f"{entry.get('filepath') or ''}/{filename}", "image", "file path", where, source)
-            or seen.duplicate(id, f"{where} ({printable(id)})", source))
+            or seen.duplicate(id, f"{where} ({printable(id)})", source)
+            or media_problem([relative], id, "image", where, source))
     if dead:
         yield dead
         return
@@ -81,12 +83,12 @@ def _image(entry, where: str, source: str, images: ImageDir, seen: SeenIds) -> R
     if split is None:
         yield DeadLetter(id, "image", UNKNOWN_SPLIT, f"{where}: unknown split {entry['split']!r}", source)
         return
-    relative = join_path(entry["filepath"], filename) if entry.get("filepath") else filename
     captions = ((f"{id}#{k}", _sentence_text(s), f"{where}: sentences[{k}]")
                 for k, s in enumerate(entry["sentences"]))
     yield from with_captions(
         id, "image", captions, where, source,
-        lambda kept: CaptionedImage(id, split, images.path(relative), kept, source=source))
+        lambda kept, ids: CaptionedImage(id, split, images.path(relative), kept, source=source,
+                                         caption_ids=ids))
 
 
 def _sentence_text(sentence) -> object:

@@ -1,4 +1,4 @@
-"""Reader for video description corpora: MSR-VTT annotations and MSVD-style caption maps.
+"""Reader for video description corpora: MSR-VTT annotations and the MSVD caption releases.
 
 (a) MSR-VTT (Xu et al., "MSR-VTT: A Large Video Description Dataset", CVPR 2016;
 `train_val_videodatainfo.json` / `videodatainfo.json`), with `category.txt` next to it (lines
@@ -10,24 +10,39 @@
  "sentences": [{"video_id": "video0", "caption": "a car is shown", "sen_id": 0}]}
 ```
 
-(b) MSVD (Chen & Dolan, "Collecting Highly Parallel Data for Paraphrase Evaluation", ACL 2011) as
-the caption map commonly distributed with video-captioning code, `{video id: [captions]}`:
+(b) MSVD (Chen & Dolan, "Collecting Highly Parallel Data for Paraphrase Evaluation", ACL 2011) in
+the two forms its widely used caption releases take: a list with one entry per clip file, usually one
+file per split (`train.json`, `val.json`, `test.json`),
+
+```json
+[{"id": "-4wsuPCjDBc_5_15.avi", "caption": ["a squirrel is eating a peanut in it's shell", "a chipmunk is eating"]}]
+```
+
+or the caption map commonly distributed with video-captioning code, `{video id: [captions]}`:
 
 ```json
 {"-4wsuPCjDBc_5_15": ["a squirrel is eating a peanut in it's shell", "a chipmunk is eating"]}
 ```
 
-MSVD has no split in this form: option `split`, else a stable hash of the id (80/10/10). Videos are
-`<videos>/<video id>.{avi,mp4,webm,mkv}` (MSVD's `YouTubeClips/*.avi`, MSR-VTT's `video0.mp4`).
+A clip's id is its file name without the video extension, in both forms, so the same clip has the
+same id whichever form it comes from. MSVD has no split field: option `split`, else the split named by
+a word of the file name (`msvd_train.json`, `val.json`, `test.json`), else a stable hash of the id
+(80/10/10). Several files (a comma-separated list or a glob: `msvd/train.json,msvd/val.json,...`)
+make one dataset, with ids unique across them. Videos are `<videos>/<file name>` for the list form,
+`<videos>/<video id>.{avi,mp4,webm,mkv}` otherwise (MSVD's `YouTubeClips/*.avi`, MSR-VTT's
+`video0.mp4`); a name that would leave `<videos>` is dead-lettered, never read.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import re
 
 import tensorflow as tf
 
-from vcaption.datasets._common import ImageDir, SeenIds, field_problem, name_problem, printable, with_captions
+from vcaption.datasets._common import (
+    ImageDir, SeenIds, expand_inputs, field_problem, media_problem, name_problem, printable, with_captions)
 from vcaption.datasets.base import (
     MALFORMED_ENTRY, UNKNOWN_IMAGE, UNKNOWN_SPLIT, DeadLetter, ReaderOutput, VideoExample,
     canonical_split, hash_split, join_path, load_json, parent_dir, read_lines)
@@ -40,38 +55,51 @@ def read(input_path: str, images_dir: str | None = None, *, split: str | None = 
     """Yields a `VideoExample` per video with at least one valid caption, or dead letters.
 
     Args:
-        input_path: an MSR-VTT `videodatainfo.json` or an MSVD-style `{video id: [captions]}` JSON.
+        input_path: an MSR-VTT `videodatainfo.json`, an MSVD list `[{"id", "caption"}]` or an
+            MSVD-style `{video id: [captions]}` JSON; or several of them, comma-separated or as a glob.
         images_dir: the videos directory. Defaults to `videos/` next to the JSON, then the
             published folder names `YouTubeClips/` (MSVD), `TrainValVideo/` and `TestVideo/` (MSR-VTT).
-        split: the split of every video of an MSVD-style map ("train", "val", "test").
+        split: the split of every video of an MSVD file ("train", "val", "test"), instead of the
+            one its file name names (or the hash).
         category_path: MSR-VTT category names; defaults to `category.txt` next to the JSON. Without
             it, a video's label is its category number as a string.
 
     Example:
         >>> for example in read("msrvtt/videodatainfo.json"):
         ...     print(example.id, example.label, example.video_path, example.captions[0])
+        >>> examples = list(read("msvd/train.json,msvd/val.json,msvd/test.json", "msvd/YouTubeClips"))
     """
-    directory = parent_dir(input_path)
-    videos = ImageDir(images_dir, [join_path(directory, name)
-                                   for name in ("videos", "YouTubeClips", "TrainValVideo", "TestVideo")])
-    data = load_json(input_path)
-    if isinstance(data, dict) and isinstance(data.get("videos"), list) \
-            and isinstance(data.get("sentences"), list):
-        labels = _categories(category_path or join_path(directory, "category.txt"),
-                             explicit=bool(category_path))
-        yield from _msrvtt(data, input_path, videos, labels)
-    elif isinstance(data, dict) and "videos" not in data:
-        if split is not None and canonical_split(split) is None:
-            raise ValueError(f"split={split!r}: use train, val or test")
-        yield from _caption_map(data, input_path, videos, split and canonical_split(split))
-    else:
-        raise ValueError(f"{input_path}: neither MSR-VTT ('videos' and 'sentences' lists) nor a "
-                         "{video id: [captions]} map")
+    if split is not None and canonical_split(split) is None:
+        raise ValueError(f"split={split!r}: use train, val or test")
+    seen = SeenIds("video")  # one dataset: a video id is unique across all the files
+    for path in expand_inputs(input_path, "video annotation file"):
+        directory = parent_dir(path)
+        videos = ImageDir(images_dir, [join_path(directory, name)
+                                       for name in ("videos", "YouTubeClips", "TrainValVideo", "TestVideo")])
+        data = load_json(path)
+        msvd_split = canonical_split(split) if split is not None else _split_in_name(path)
+        if isinstance(data, dict) and isinstance(data.get("videos"), list) \
+                and isinstance(data.get("sentences"), list):
+            labels = _categories(category_path or join_path(directory, "category.txt"),
+                                 explicit=bool(category_path))
+            yield from _msrvtt(data, path, videos, labels, seen)
+        elif isinstance(data, dict) and "videos" not in data:
+            yield from _caption_map(data, path, videos, msvd_split, seen)
+        elif isinstance(data, list):
+            yield from _clip_list(data, path, videos, msvd_split, seen)
+        else:
+            raise ValueError(f"{path}: neither MSR-VTT ('videos' and 'sentences' lists), an MSVD list "
+                             "[{'id': '<clip>.avi', 'caption': [captions]}] nor a {video id: [captions]} map")
 
 
-def _msrvtt(data: dict, path: str, videos: ImageDir, labels: dict[str, str]) -> ReaderOutput:
+def _split_in_name(path: str) -> str | None:
+    """The split a word of the file name names ("msvd_test.json" -> test), else None."""
+    stem = os.path.splitext(os.path.basename(path))[0].lower()
+    return next(filter(None, (canonical_split(word) for word in re.split(r"[^a-z]+", stem) if word)), None)
+
+
+def _msrvtt(data: dict, path: str, videos: ImageDir, labels: dict[str, str], seen: SeenIds) -> ReaderOutput:
     listed = collections.OrderedDict()  # video id -> (split, label, where)
-    seen = SeenIds("video")
     for index, entry in enumerate(data["videos"]):
         where = f"{path}: videos[{index}]"
         problem = field_problem(entry, {"video_id": str, "split": str})
@@ -80,7 +108,7 @@ def _msrvtt(data: dict, path: str, videos: ImageDir, labels: dict[str, str]) -> 
             continue
         id = entry["video_id"]
         where = f"{where} ({printable(id)})"
-        dead = name_problem(id, "video", "video id", where, path) or seen.duplicate(id, where, path)
+        dead = _video_problem(id, id, _candidates(id), where, path, seen)
         split = canonical_split(entry["split"])
         if not dead and split is None:
             dead = DeadLetter(id, "video", UNKNOWN_SPLIT, f"{where}: unknown split {entry['split']!r}", path)
@@ -106,14 +134,13 @@ def _msrvtt(data: dict, path: str, videos: ImageDir, labels: dict[str, str]) -> 
             captions[entry["video_id"]].append((caption_id, entry["caption"], where))
 
     for id, (split, label, where) in listed.items():
-        yield from _video(id, split, label, captions.get(id, ()), where, path, videos)
+        yield from _video(id, split, label, captions.get(id, ()), where, path, videos, _candidates(id))
 
 
-def _caption_map(data: dict, path: str, videos: ImageDir, split: str | None) -> ReaderOutput:
-    # JSON objects cannot repeat a key usefully (json keeps the last), so there is nothing to dedupe.
+def _caption_map(data: dict, path: str, videos: ImageDir, split: str | None, seen: SeenIds) -> ReaderOutput:
     for id, texts in data.items():
         where = f"{path}: {printable(id)!r}"
-        dead = name_problem(id, "video", "video id", where, path)
+        dead = _video_problem(id, id, _candidates(id), where, path, seen)
         if not dead and not isinstance(texts, list):
             dead = DeadLetter(id, "video", MALFORMED_ENTRY,
                               f"{where}: captions are a {type(texts).__name__}, not a list", path)
@@ -121,14 +148,45 @@ def _caption_map(data: dict, path: str, videos: ImageDir, split: str | None) -> 
             yield dead
             continue
         captions = [(f"{id}#{k}", text, f"{where}[{k}]") for k, text in enumerate(texts)]
-        yield from _video(id, split or hash_split(id), "", captions, where, path, videos)
+        yield from _video(id, split or hash_split(id), "", captions, where, path, videos, _candidates(id))
 
 
-def _video(id, split, label, captions, where, path, videos: ImageDir) -> ReaderOutput:
+def _clip_list(data: list, path: str, videos: ImageDir, split: str | None, seen: SeenIds) -> ReaderOutput:
+    for index, entry in enumerate(data):
+        where = f"{path}: [{index}]"
+        problem = field_problem(entry, {"id": str, "caption": list})
+        if problem:
+            yield DeadLetter(where, "video", MALFORMED_ENTRY, f"{where}: {problem}", path)
+            continue
+        name = entry["id"]
+        stem, extension = os.path.splitext(name)
+        # "<clip>.avi" names the file; a bare "<clip>" is looked up with each video extension.
+        id, files = (stem, (name,)) if extension[1:].lower() in _EXTENSIONS else (name, _candidates(name))
+        where = f"{where} ({printable(name)})"
+        dead = _video_problem(id, name, files, where, path, seen)
+        if dead:
+            yield dead
+            continue
+        captions = [(f"{id}#{k}", text, f"{where}: caption[{k}]") for k, text in enumerate(entry["caption"])]
+        yield from _video(id, split or hash_split(id), "", captions, where, path, videos, files)
+
+
+def _video_problem(id: str, name: str, files, where: str, path: str, seen: SeenIds) -> DeadLetter | None:
+    """The checks every video goes through: a UTF-8 name, an id not seen before, file names that
+    stay in the videos directory."""
+    return (name_problem(name, "video", "video id", where, path) or seen.duplicate(id, where, path)
+            or media_problem(files, id, "video", where, path))
+
+
+def _candidates(id: str) -> tuple[str, ...]:
+    return tuple(f"{id}.{ext}" for ext in _EXTENSIONS)
+
+
+def _video(id, split, label, captions, where, path, videos: ImageDir, files) -> ReaderOutput:
     yield from with_captions(
         id, "video", captions, where, path,
-        lambda kept: VideoExample(id, split, videos.path(*(f"{id}.{ext}" for ext in _EXTENSIONS)), kept,
-                                  label=label, source=path))
+        lambda kept, ids: VideoExample(id, split, videos.path(*files), kept, label=label, source=path,
+                                       caption_ids=ids))
 
 
 def _categories(path: str, explicit: bool) -> dict[str, str]:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vcaption.datasets._common import ImageDir, SeenIds, field_problem, name_problem, text_problem
+from vcaption.datasets._common import (
+    ImageDir, SeenIds, field_problem, media_problem, name_problem, printable, text_problem)
 from vcaption.datasets.base import (
     CAPTION_EMPTY, MALFORMED_ENTRY, NO_VALID_CAPTIONS, REGION_INVALID, UNKNOWN_SPLIT, CaptionedImage,
     DeadLetter, Region, ReaderOutput, canonical_split, hash_split, join_path, load_json, parent_dir)
@@ -70,8 +71,10 @@ def read(input_path: str, images_dir: str | None = None, *, image_data_path: str
             yield DeadLetter(where, "image", MALFORMED_ENTRY, f"{where}: {problem}", input_path)
             continue
         id = str(entry["id"])
+        candidates = (*image_files.get(id, ()), f"{id}.jpg", f"VG_100K/{id}.jpg", f"VG_100K_2/{id}.jpg")
         dead = (name_problem(id, "image", "id", where, input_path)
-                or image_ids.duplicate(id, where, input_path))
+                or image_ids.duplicate(id, where, input_path)
+                or media_problem(candidates, id, "image", where, input_path))
         if dead:
             yield dead
             continue
@@ -91,8 +94,7 @@ def read(input_path: str, images_dir: str | None = None, *, image_data_path: str
         if not regions:
             yield DeadLetter(id, "image", NO_VALID_CAPTIONS, f"{where}: no valid regions", input_path)
             continue
-        path = images.path(*image_files.get(id, ()), f"{id}.jpg", f"VG_100K/{id}.jpg", f"VG_100K_2/{id}.jpg")
-        yield CaptionedImage(id, split, path, (), tuple(regions), source=input_path)
+        yield CaptionedImage(id, split, images.path(*candidates), (), tuple(regions), source=input_path)
 
 
 def _region(region, where: str, fallback_id: str, region_ids: SeenIds, source: str) -> Region | DeadLetter:
@@ -111,7 +113,7 @@ def _region(region, where: str, fallback_id: str, region_ids: SeenIds, source: s
     box = tuple(float(region[key]) for key in ("x", "y", "width", "height"))
     if box[2] <= 0 or box[3] <= 0:
         return DeadLetter(id, "region", REGION_INVALID, f"{where}: box {box} has non-positive size", source)
-    return Region(box, phrase=region["phrase"], category="")
+    return Region(box, phrase=region["phrase"], category="", id=printable(id))
 
 
 def _if_exists(path: str) -> str | None:

@@ -31,7 +31,8 @@ import os
 
 import tensorflow as tf
 
-from vcaption.datasets._common import ImageDir, SeenIds, field_problem, name_problem, text_problem
+from vcaption.datasets._common import (
+    ImageDir, SeenIds, field_problem, media_problem, name_problem, text_problem)
 from vcaption.datasets.base import (
     MALFORMED_ENTRY, UNKNOWN_SPLIT, DeadLetter, ReaderOutput, VQAExample, join_path, load_json, parent_dir,
     split_from_subtype)
@@ -93,7 +94,8 @@ def _questions_file(path: str, annotations_path: str | None, candidates: list[st
         problem = (name_problem(question_id, "question", "question_id", where, path)
                    or name_problem(image_id, "question", "image_id", where, path)
                    or question_ids.duplicate(question_id, f"{where} (question_id {question_id})", path)
-                   or _question_problem(entry, annotation, annotations_path, question_id, where, path))
+                   or _question_problem(entry, annotation, annotations_path, question_id, where, path)
+                   or media_problem(_image_names(subtype, image_id), question_id, "question", where, path))
         if problem:
             yield problem
             continue
