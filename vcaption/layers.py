@@ -39,6 +39,8 @@ def gpu_visible() -> bool:
         return False
     import tensorflow as tf
 
+    # Logical devices, as Keras checks before it picks cuDNN: GPUs hidden with
+    # tf.config.set_visible_devices do not count.
     return bool(tf.config.list_logical_devices("GPU"))
 
 

@@ -134,8 +134,9 @@ def test_mixed_precision_policy_keeps_float32_logits():
     assert run_serialization_test(model).get_config()["dtype"] == model.get_config()["dtype"]
 
 
-def test_dropout_only_in_training():
-    model = build("lrcn_2u_lstm")
+@pytest.mark.parametrize("key", ["lrcn_2u_lstm", "lrcn_2f_cudnn"])
+def test_dropout_only_in_training(key):
+    model = build(key)
     inputs = make_inputs(model)
     a = model(inputs, training=False)
     assert_all_close(model(inputs, training=False), a)

@@ -155,7 +155,7 @@ def test_auto_is_cudnn_only_for_lstms_with_a_visible_gpu(monkeypatch):
         lrcn("cuda")
 
 
-def test_default_model_on_this_cpu_is_the_scan_and_keeps_auto_in_its_config():
+def test_auto_is_resolved_on_the_machine_that_builds_the_model_and_saved_as_auto():
     model = lrcn("auto")
     assert model.active_recurrent_implementation == ("cudnn" if layers.gpu_visible() else "scan")
     revived = LRCNCaptioner.from_config(model.get_config())
