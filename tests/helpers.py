@@ -54,6 +54,17 @@ def run_saving_test(model, inputs, tmp_path, atol=1e-6):
     return restored
 
 
+def run_steps(model, inputs):
+    """A captioner's `step` fed `inputs["caption_in"]` one token at a time (the decoding path);
+    returns the logits `[B, T, V]` as numpy and the last state."""
+    state = model.initial_state(model.encode_visual(inputs["visual"]))
+    logits = []
+    for t in range(inputs["caption_in"].shape[1]):
+        step_logits, state = model.step(inputs["caption_in"][:, t], state)
+        logits.append(step_logits)
+    return np.stack([keras.ops.convert_to_numpy(x) for x in logits], axis=1), state  # [B, T, V]
+
+
 # The start of a script run in a fresh interpreter to prove an export needs TensorFlow only: keras
 # and vcaption are made unimportable while TensorFlow initialises (TF 2.20's `import tensorflow`
 # imports keras eagerly when it is installed), then forgotten, so that anything loading or running

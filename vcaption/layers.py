@@ -1,7 +1,7 @@
 """Recurrent building blocks shared by the captioners.
 
-The captioners never call `keras.layers.LSTM`. A recurrence is split in two so that the expensive
-work happens outside the time loop:
+On a CPU the captioners never call `keras.layers.LSTM`. A recurrence is split in two so that the
+expensive work happens outside the time loop:
 
 1. the *input projections* (W·x_t for every t, and W_v·v once per caption for the image) are
    ordinary `Dense` layers applied to the whole `[batch, time, features]` tensor in one matmul;
@@ -10,6 +10,11 @@ work happens outside the time loop:
 
 `Recurrence.step` applies the same weights to one time step, which is what the decoding module
 calls; running `step` T times reproduces `Recurrence.__call__` on the whole sequence.
+
+On a GPU that loop is several small kernel launches per time step, where cuDNN runs a whole LSTM
+sequence as one fused kernel. `SharedWeightsLSTM` is `keras.layers.LSTM` in its cuDNN configuration
+computing with a `Recurrence`'s U and b and the caller's W, so one set of variables (and
+checkpoints) serves both paths and `step`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,37 @@ S_TANH_SCALE = 1.7159
 S_TANH_SLOPE = 2.0 / 3.0
 
 CELL_TYPES = ("lstm", "rnn")
+# How a captioner runs its LSTMs over a whole caption (teacher forcing); decoding always uses `step`.
+RECURRENT_IMPLEMENTATIONS = ("auto", "scan", "cudnn")
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (False on other backends: the cuDNN path is TensorFlow's)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    # Logical devices, as Keras checks before it picks cuDNN: GPUs hidden with
+    # tf.config.set_visible_devices do not count.
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def resolve_recurrent_implementation(requested: str, cell: str) -> str:
+    """`"scan"` or `"cudnn"` for a captioner's `recurrent_implementation` argument.
+
+    `"auto"` is `"cudnn"` for LSTMs when a GPU is visible and `"scan"` otherwise: on a CPU there is
+    no fused kernel, and the scan keeps the input projections out of the time loop. `"cudnn"` is
+    accepted without a GPU (`keras.layers.LSTM` then runs its own step loop), which is how the
+    CPU tests compare the two paths. A simple RNN has no cuDNN path.
+    """
+    if requested not in RECURRENT_IMPLEMENTATIONS:
+        raise ValueError(f"recurrent_implementation must be one of {RECURRENT_IMPLEMENTATIONS}, "
+                         f"got {requested!r}")
+    if requested == "cudnn" and cell != "lstm":
+        raise ValueError(f"recurrent_implementation='cudnn' needs cell='lstm', got cell={cell!r}")
+    if requested == "auto":
+        return "cudnn" if cell == "lstm" and gpu_visible() else "scan"
+    return requested
 
 
 def _bias_add(x, bias):
@@ -131,6 +167,53 @@ class FirstStepBias(keras.layers.Layer):
 
     def compute_output_shape(self, sequence_shape, bias_shape):
         return sequence_shape
+
+
+class SharedWeightsLSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` in its cuDNN-compatible configuration, computing with weights it is given.
+
+    The configuration is the one in which Keras runs the TensorFlow backend's fused cuDNN kernel
+    (`CudnnRNNV3`, the whole sequence in one call) whenever a GPU is visible: tanh activation,
+    sigmoid recurrent activation, a bias, no recurrent dropout, no unrolling. Without a GPU Keras
+    falls back to its own step loop, same arithmetic. No mask is passed: the captioners run right-
+    padded captions through the pads, as the scan does (the loss ignores those steps), which also
+    avoids cuDNN's failure on a row that is masked throughout.
+
+    Keras' LSTM owns `kernel` W, `recurrent_kernel` U and `bias` b (gate order i, f, c, o). This one
+    owns none: they come with each call, so the variables of a `Recurrence` (U, b; gate order i, f,
+    g, o, the same) and of its input projections (W) train through cuDNN and keep their checkpoint
+    layout, and `Recurrence.step` decodes with them. Create it outside `tf.function` (its cell holds
+    a dropout seed generator, a variable), e.g. in the model's constructor.
+
+    Args:
+        units: int. Hidden size H.
+        **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`).
+
+    Example:
+    ```python
+    lstm = SharedWeightsLSTM(8)
+    hidden = lstm(x, kernel, recurrent_kernel, bias)  # [B, T, D], [D, 32], [8, 32], [32] -> [B, T, 8]
+    ```
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                         recurrent_dropout=0.0, unroll=False, return_sequences=True,
+                         use_cudnn="auto", **kwargs)
+        # Nothing to build: the weights arrive with each call.
+        self.cell.built = True
+        self.built = True
+
+    def call(self, sequences, kernel, recurrent_kernel, bias, training=False):
+        cell = self.cell
+        # Tensors, never the variables themselves, so that the cell does not start tracking them.
+        cell.kernel, cell.recurrent_kernel, cell.bias = (
+            ops.cast(ops.convert_to_tensor(w), self.compute_dtype)
+            for w in (kernel, recurrent_kernel, bias))
+        try:
+            return super().call(sequences, training=training)
+        finally:
+            cell.kernel = cell.recurrent_kernel = cell.bias = None  # no traced tensors kept
 
 
 @keras.saving.register_keras_serializable(package="vcaption")
@@ -325,11 +408,12 @@ class CaptionerBase(keras.Model):
         visual, self.encoder, image_size = encoders_lib.visual_input_and_encoder(
             encoder, image_size, feature_dim, encoder_weights, encoder_trainable, dtype)
         caption_in = keras.Input(shape=(None,), dtype="int32", name="caption_in")
+        self.repeat_per_caption = RepeatPerCaption(name="repeat_per_caption")
         return visual, caption_in, image_size
 
     def _encode_per_caption(self, visual, caption_in):
         """The encoder's features, one row per caption (see `RepeatPerCaption`). [captions, F]"""
-        return RepeatPerCaption(name="repeat_per_caption")(self.encoder(visual), caption_in)
+        return self.repeat_per_caption(self.encoder(visual), caption_in)
 
     def _output_layers(self, vocab_size, dtype):
         self.output_projection = keras.layers.Dense(vocab_size, dtype=dtype, name="logits")

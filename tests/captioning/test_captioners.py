@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_all_close, run_saving_test, run_serialization_test
+from helpers import assert_all_close, run_saving_test, run_serialization_test, run_steps
 
 from vcaption.layers import S_TANH_SCALE, log_frequency_bias, scaled_tanh
 from vcaption.losses import MaskedCaptionLoss, MaskedPerplexity, masked_caption_loss, perplexity
@@ -21,6 +21,10 @@ CONFIGS = {
     **{f"lrcn_{variant}_{cell}": (LRCNCaptioner, dict(
         variant=variant, cell=cell, hidden_units=HIDDEN, embedding_dim=7, image_embedding_dim=5,
         **TINY)) for variant in ("1u", "2u", "2f") for cell in ("lstm", "rnn")},
+    # The teacher-forced pass through keras.layers.LSTM (cuDNN on a GPU; Keras' loop here).
+    "lrcn_2f_cudnn": (LRCNCaptioner, dict(variant="2f", hidden_units=HIDDEN, embedding_dim=7,
+                                          image_embedding_dim=5, recurrent_implementation="cudnn",
+                                          **TINY)),
     "karpathy_relu": (KarpathyMultimodalRNN, dict(hidden_units=HIDDEN, embedding_dim=7, **TINY)),
     "karpathy_lstm": (KarpathyMultimodalRNN, dict(hidden_units=HIDDEN, cell="lstm", **TINY)),
     "mao": (MaoMultimodalRNN, dict(embedding_dims=(7, HIDDEN), multimodal_units=9, **TINY)),
@@ -53,15 +57,6 @@ def make_inputs(model, seed=0):
     caption_in[:, 0] = 1  # <start>
     caption_in[0, 3:] = 0  # a short, padded caption
     return {"visual": visual, "caption_in": caption_in}
-
-
-def run_steps(model, inputs):
-    state = model.initial_state(model.encode_visual(inputs["visual"]))
-    logits = []
-    for t in range(inputs["caption_in"].shape[1]):
-        step_logits, state = model.step(inputs["caption_in"][:, t], state)
-        logits.append(step_logits)
-    return np.stack([keras.ops.convert_to_numpy(x) for x in logits], axis=1), state  # [B, T, V]
 
 
 @pytest.mark.parametrize("key", sorted(ALL_CONFIGS))
@@ -101,14 +96,15 @@ def test_step_runs_in_tf_while_loop(key):
     assert tuple(decoded.shape) == (BATCH, TIME)
 
 
-@pytest.mark.parametrize("key", ["lrcn_1u_lstm", "lrcn_2f_rnn", "karpathy_lstm", "mao",
-                                 "lrcn_2f_small_cnn"])
+@pytest.mark.parametrize("key", ["lrcn_1u_lstm", "lrcn_2f_rnn", "lrcn_2f_cudnn", "karpathy_lstm",
+                                 "mao", "lrcn_2f_small_cnn"])
 def test_serialization_round_trip(key):
     revived = run_serialization_test(build(key))
     assert revived.count_params() == build(key).count_params()
 
 
-@pytest.mark.parametrize("key", ["lrcn_2f_lstm", "karpathy_relu", "mao", "lrcn_2f_small_cnn"])
+@pytest.mark.parametrize("key", ["lrcn_2f_lstm", "lrcn_2f_cudnn", "karpathy_relu", "mao",
+                                 "lrcn_2f_small_cnn"])
 def test_saving_gives_identical_outputs(key, tmp_path):
     model = build(key)
     inputs = make_inputs(model)
@@ -138,8 +134,9 @@ def test_mixed_precision_policy_keeps_float32_logits():
     assert run_serialization_test(model).get_config()["dtype"] == model.get_config()["dtype"]
 
 
-def test_dropout_only_in_training():
-    model = build("lrcn_2u_lstm")
+@pytest.mark.parametrize("key", ["lrcn_2u_lstm", "lrcn_2f_cudnn"])
+def test_dropout_only_in_training(key):
+    model = build(key)
     inputs = make_inputs(model)
     a = model(inputs, training=False)
     assert_all_close(model(inputs, training=False), a)

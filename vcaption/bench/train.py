@@ -3,6 +3,7 @@
     python -m vcaption.bench train [--hidden 1000] [--vocab 9000] [--steps 16] [--batch-size 100]
         [--features 4096] [--iterations 3] [--windows 3] [--dtype both|float32|mixed_bfloat16]
         [--jit] [--no-xla-optimizer-row] [--no-baseline]
+        [--torch-python PYTHON] [--torch-peer PATH] [--no-torch-peer]
 
 One process, one run: measures the float32 and bfloat16 GEMM peaks (a repeated square `tf.matmul`),
 then trains `LRCNCaptioner(variant="2f")` on random data (all tokens non-pad, so every step
@@ -17,6 +18,12 @@ update one XLA cluster; the forward/backward stay on oneDNN). `--jit` compiles t
 with XLA instead (`jit_compile=True`); on this CPU XLA's dots do not use the oneDNN/AMX bf16 kernels,
 so that is several times slower for mixed_bfloat16 and no faster for float32.
 
+When a Python that can `import torch` is at hand (this one, or `--torch-python`, e.g. a separate
+venv: PyTorch is never a vcaption dependency), the PyTorch peer `../shared/bench/torch_lrcn2f.py`
+(plain `nn.LSTM`, float32 and `torch.autocast` bf16) then runs at the same sizes in its own process
+(`vcaption.bench.torch_peer`); one line then gives the ratio of vcaption's best LRCN-2f row to the
+better PyTorch row (also `vs_pytorch` in the JSON). Without torch one line says how to get them.
+
 The machine is shared: compare the rows with each other and with the peaks of the same run.
 """
 
@@ -24,11 +31,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 
 import numpy as np
 
 from vcaption import cli
+from vcaption.bench import torch_peer
 from vcaption.runtime import logs
 
 
@@ -183,7 +192,24 @@ def build_parser():
     parser.add_argument("--no-xla-optimizer-row", action="store_true",
                         help="skip the mixed_bfloat16 row with XLAUpdateAdam")
     parser.add_argument("--no-baseline", action="store_true", help="skip the keras.layers.LSTM row")
+    parser.add_argument("--torch-python", default=sys.executable,
+                        help="Python that runs the PyTorch peer (one that can import torch)")
+    parser.add_argument("--torch-peer", default=str(torch_peer.default_peer_path()),
+                        help="the PyTorch peer script")
+    parser.add_argument("--no-torch-peer", action="store_true", help="skip the PyTorch peer rows")
     return parser
+
+
+def compare_with_peer(rows: list[dict], peer: list[dict]) -> dict:
+    """vcaption's best LRCN-2f row, the better PyTorch row and the ratio of their examples/s."""
+    ours = max((row for row in rows if row["model"].startswith("LRCN-2f")),
+               key=lambda row: row["examples_per_s"])
+    theirs = max(peer, key=lambda row: row["examples_per_s"])
+    return {"vcaption_best": f"{ours['model']} {ours['dtype']}",
+            "vcaption_examples_per_s": ours["examples_per_s"],
+            "pytorch_best": f"{theirs['model']} {theirs['dtype']}",
+            "pytorch_examples_per_s": theirs["examples_per_s"],
+            "ratio": round(ours["examples_per_s"] / theirs["examples_per_s"], 2)}
 
 
 def main(argv=None) -> int:
@@ -225,6 +251,20 @@ def main(argv=None) -> int:
                      "loss": result["loss"]})
         del model
 
+    peer, peer_message, comparison = [], None, None
+    if not args.no_torch_peer:
+        sizes = {"H": args.hidden, "V": args.vocab, "T": args.steps, "B": args.batch_size,
+                 "F": args.features, "E": args.hidden}  # lrcn_model's embedding is H wide too
+        peer, peer_message = torch_peer.peer_rows(args.torch_python, args.torch_peer, sizes,
+                                                  steps=args.iterations * args.windows)
+        for row in peer:  # the same analytic FLOPs as the other rows (the peer computes more)
+            gflops = row["examples_per_s"] * flops["train"] / 1e9
+            row.update(gflop_per_s=round(gflops, 1),
+                       fraction_of_fp32_peak=round(gflops / peaks["float32"], 3),
+                       fraction_of_bf16_peak=round(gflops / peaks["bfloat16"], 3))
+        if peer and any(row["model"].startswith("LRCN-2f") for row in rows):
+            comparison = compare_with_peer(rows, peer)
+
     print(f"LRCN-2f H={args.hidden} V={args.vocab} T={args.steps} batch={args.batch_size} "
           f"F={args.features}: {flops['train'] / 1e9:.3f} GFLOP per training example "
           f"(forward {flops['forward'] / 1e9:.3f}, x3)")
@@ -239,6 +279,17 @@ def main(argv=None) -> int:
               f"{row['examples_per_s']:>7.1f} {row['gflop_per_s']:>8.1f} "
               f"{100 * row['fraction_of_fp32_peak']:>7.1f}% {100 * row['fraction_of_bf16_peak']:>7.1f}%"
               f"  {row['windows']}")
+    for row in peer:
+        print(f"{row['model']:<24} {row['dtype']:<15} {'-':<4} {row['examples_per_s']:>7.1f} "
+              f"{row['gflop_per_s']:>8.1f} {100 * row['fraction_of_fp32_peak']:>7.1f}% "
+              f"{100 * row['fraction_of_bf16_peak']:>7.1f}%  torch {row['torch']}, "
+              f"{row['threads']} threads")
+    if peer_message:
+        print(peer_message)
+    if comparison:
+        print(f"vcaption best ({comparison['vcaption_best']}) {comparison['vcaption_examples_per_s']:.1f} "
+              f"ex/s / PyTorch best ({comparison['pytorch_best']}) "
+              f"{comparison['pytorch_examples_per_s']:.1f} ex/s = {comparison['ratio']:.2f}x")
     print(json.dumps({
         "benchmark": "train", "hidden": args.hidden, "vocab": args.vocab, "steps": args.steps,
         "batch": args.batch_size, "features": args.features,
@@ -247,5 +298,8 @@ def main(argv=None) -> int:
         "gemm_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "rows": rows,
+        "torch_peer_rows": peer,
+        "torch_peer_skipped": peer_message,
+        "vs_pytorch": comparison,
     }))
     return 0

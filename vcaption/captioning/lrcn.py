@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from vcaption.layers import BroadcastTime, CaptionerBase, Recurrence
+from vcaption.layers import (BroadcastTime, CaptionerBase, Recurrence, SharedWeightsLSTM,
+                             resolve_recurrent_implementation)
 
 VARIANTS = ("1u", "2u", "2f")
 
@@ -27,6 +28,12 @@ class LRCNCaptioner(CaptionerBase):
     only h_{t-1}·U runs inside the loop (`vcaption.layers.Recurrence`).
     Dropout acts on the embeddings and on each layer's output, never inside the recurrence.
 
+    On a GPU the LSTMs of the teacher-forced pass (training, perplexity) run as
+    `keras.layers.LSTM` in its cuDNN configuration instead, one fused kernel per layer and
+    sequence: the layer's input is [x_t; v] and its kernel [W_x; W_v], the same variables as
+    above (`vcaption.layers.SharedWeightsLSTM`). The two paths compute the same logits from the same weights
+    and save the same checkpoint layout, and decoding (`step`, exports) is the same in both.
+
     Args:
         vocab_size: int V, including `<pad>`=0, `<start>`=1, `<end>`=2, `<unk>`=3.
         variant: `"1u"`, `"2u"` or `"2f"`.
@@ -41,6 +48,12 @@ class LRCNCaptioner(CaptionerBase):
         encoder_weights: `None` or `"imagenet"` for `keras.applications` backbones.
         encoder_trainable: fine-tune the CNN (Table 6 "FT?").
         dropout: rate on non-recurrent connections.
+        recurrent_implementation: how the teacher-forced pass runs the LSTMs: `"scan"` (the
+            loop over precomputed projections; fastest on a CPU), `"cudnn"` (`keras.layers.LSTM`,
+            fused cuDNN kernel on a GPU, Keras' own loop elsewhere) or `"auto"`: `"cudnn"` when
+            TensorFlow sees a GPU and `cell="lstm"`, else `"scan"`. Resolved when the model is
+            built, so a saved `"auto"` model picks again on the machine that loads it. The cuDNN
+            op has no XLA kernel: a `"cudnn"` model does not `jit_compile`.
         dtype: dtype policy (e.g. `"mixed_bfloat16"`); logits are always float32.
 
     Example:
@@ -57,11 +70,12 @@ class LRCNCaptioner(CaptionerBase):
     def __init__(self, vocab_size, variant="2f", cell="lstm", hidden_units=1000,
                  embedding_dim=1000, image_embedding_dim=1000, encoder="features", image_size=None,
                  feature_dim=4096, encoder_weights=None, encoder_trainable=True, dropout=0.5,
-                 dtype=None, **kwargs):
+                 recurrent_implementation="auto", dtype=None, **kwargs):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        active_implementation = resolve_recurrent_implementation(recurrent_implementation, cell)
         num_layers = 1 if variant == "1u" else 2
-        image_layer = 2 if variant == "2f" else 1  # the layer whose input includes the image
+        self.image_layer = 2 if variant == "2f" else 1  # the layer whose input includes the image
 
         # === Layers ===
         visual, caption_in, image_size = self._build_visual_input(
@@ -82,25 +96,23 @@ class LRCNCaptioner(CaptionerBase):
                 name=f"input_projection_{index + 1}"))
         # W_v: image -> pre-activations of the layer that sees the image; once per caption.
         self.image_projection = keras.layers.Dense(
-            self.recurrences[image_layer - 1].projection_units, use_bias=False, dtype=dtype,
+            self.recurrences[self.image_layer - 1].projection_units, use_bias=False, dtype=dtype,
             name="image_projection")
+        self.add_image = BroadcastTime(name=f"add_image_{self.image_layer}")
+        self.image_dropout = keras.layers.Dropout(dropout, name="image_dropout")
+        self.word_dropout = keras.layers.Dropout(dropout, name="word_dropout")
+        self.hidden_dropouts = [keras.layers.Dropout(dropout, name=f"hidden_dropout_{index + 1}")
+                                for index in range(num_layers)]
         self._output_layers(vocab_size, dtype)
+        # The cuDNN path's keras.layers.LSTM per recurrence: no variables of their own.
+        self.fused_lstms = ([SharedWeightsLSTM(hidden_units, dtype=dtype, name=f"lstm_{index + 1}")
+                             for index in range(num_layers)]
+                            if active_implementation == "cudnn" else [])
 
         # === Functional Model ===
-        features = self._encode_per_caption(visual, caption_in)  # [batch, F]
-        image = self.image_embedding(features) if self.image_embedding else features
-        image = keras.layers.Dropout(dropout, name="image_dropout")(image)  # [batch, D_v]
-        image_projection = self.image_projection(image)  # [batch, projection_units]
-        x = self.word_embedding(caption_in)  # [batch, time, E]
-        x = keras.layers.Dropout(dropout, name="word_dropout")(x)
-        for index in range(num_layers):
-            projection = self.input_projections[index](x)  # [batch, time, projection_units]
-            if index + 1 == image_layer:
-                projection = BroadcastTime(name=f"add_image_{index + 1}")(projection,
-                                                                          image_projection)
-            x = self.recurrences[index](projection)  # [batch, time, H]
-            x = keras.layers.Dropout(dropout, name=f"hidden_dropout_{index + 1}")(x)
-        logits = self.output_cast(self.output_projection(x))  # [batch, time, V]
+        # Always the scan path: the graph fixes the layers' saved layout, which the cuDNN path
+        # (`call`) shares, so a checkpoint of either loads into both.
+        logits = self._teacher_forced(visual, caption_in, fused=False)  # [batch, time, V]
 
         self._finish_init(visual, caption_in, logits, vocab_size=vocab_size, encoder=encoder,
                           image_size=image_size, feature_dim=feature_dim,
@@ -114,7 +126,55 @@ class LRCNCaptioner(CaptionerBase):
         self.embedding_dim = int(embedding_dim)
         self.image_embedding_dim = int(image_embedding_dim) if image_embedding_dim else None
         self.num_layers = num_layers
-        self.image_layer = image_layer
+        self.recurrent_implementation = recurrent_implementation
+        self.active_recurrent_implementation = active_implementation
+        if active_implementation == "cudnn":
+            # Keras' jit_compile="auto" turns XLA on when it sees a GPU; CudnnRNNV3 has no XLA kernel.
+            self.supports_jit = False
+
+    def call(self, inputs, training=None, mask=None):
+        if self.active_recurrent_implementation == "scan":
+            return super().call(inputs, training=training, mask=mask)
+        visual = keras.ops.convert_to_tensor(inputs["visual"], self.input["visual"].dtype)
+        caption_in = keras.ops.convert_to_tensor(inputs["caption_in"], "int32")
+        return self._teacher_forced(visual, caption_in, training=training, fused=True)
+
+    def _teacher_forced(self, visual, caption_in, training=None, fused=False):
+        """Logits `[batch, time, V]` for `caption_in` given the visual input: through the scan
+        (`fused=False`; with Keras inputs this builds the functional graph) or through
+        `keras.layers.LSTM` (`fused=True`), with the same layers and variables."""
+        features = self._encode_per_caption(visual, caption_in)  # [batch, F]
+        image = self.image_embedding(features) if self.image_embedding else features
+        image = self.image_dropout(image, training=training)  # [batch, D_v]
+        x = self.word_embedding(caption_in)  # [batch, time, E]
+        x = self.word_dropout(x, training=training)
+        for index, recurrence in enumerate(self.recurrences):
+            sees_image = index + 1 == self.image_layer
+            if fused:
+                x = self._fused_layer(index, x, image if sees_image else None)  # [batch, time, H]
+            else:
+                projection = self.input_projections[index](x)  # [batch, time, projection_units]
+                if sees_image:
+                    image_projection = self.image_projection(image)  # [batch, projection_units]
+                    projection = self.add_image(projection, image_projection)
+                x = recurrence(projection)  # [batch, time, H]
+            x = self.hidden_dropouts[index](x, training=training)
+        return self.output_cast(self.output_projection(x))  # [batch, time, V]
+
+    def _fused_layer(self, index, x, image=None):
+        """Recurrent layer `index` as one `keras.layers.LSTM` over `x [batch, time, D]`."""
+        kernel = self.input_projections[index].kernel  # W_x [D, 4H]
+        if image is not None:
+            # W·[x_t; v] = W_x·x_t + W_v·v: cuDNN has no per-caption input term, so v joins every
+            # step's input and W_v the kernel; W_v·v is then computed T times, inside the one
+            # input GEMM cuDNN runs for all steps.
+            steps = keras.ops.shape(x)[1]
+            image = keras.ops.repeat(keras.ops.expand_dims(keras.ops.cast(image, x.dtype), 1),
+                                     steps, axis=1)  # [batch, time, D_v]
+            x = keras.ops.concatenate([x, image], axis=-1)  # [batch, time, D + D_v]
+            kernel = keras.ops.concatenate([kernel, self.image_projection.kernel], axis=0)
+        recurrence = self.recurrences[index]  # U [H, 4H], b [4H]
+        return self.fused_lstms[index](x, kernel, recurrence.recurrent_kernel, recurrence.bias)
 
     def _visual_context(self, features):
         return self.image_embedding(features) if self.image_embedding else features
@@ -155,5 +215,6 @@ class LRCNCaptioner(CaptionerBase):
             "hidden_units": self.hidden_units,
             "embedding_dim": self.embedding_dim,
             "image_embedding_dim": self.image_embedding_dim,
+            "recurrent_implementation": self.recurrent_implementation,
         })
         return config
