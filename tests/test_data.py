@@ -124,3 +124,21 @@ def test_normalized_captions_of_many_strings_equal_one_at_a_time():
     assert text.normalized_captions([]) == []
     assert text.normalized_caption_lists([captions[:1], [], captions[1:]]) == [
         ["a mans blackandwhite dog"], [], ["café au lait", "", "two shapes 3 circles"]]
+
+
+def test_word_dropout_replaces_only_words_of_the_inputs(shapes_records):
+    ids = tf.constant([[1, 5, 6, 7, 0, 0], [1, 8, 9, 3, 0, 0]], tf.int32)
+    all_dropped = data.drop_words(ids, 1.0).numpy().tolist()
+    assert all_dropped == [[1, 3, 3, 3, 0, 0], [1, 3, 3, 3, 0, 0]]
+    assert data.drop_words(ids, 0.0).numpy().tolist() == ids.numpy().tolist()
+    plain = data.make_dataset(str(shapes_records), "train", "caption", batch_size=8, image_size=32,
+                              training=False)
+    dropped = data.make_dataset(str(shapes_records), "train", "caption", batch_size=8, image_size=32,
+                                training=False, word_dropout=0.5, seed=1)
+    (x, y), (xd, yd) = next(iter(plain)), next(iter(dropped))
+    assert np.array_equal(y, yd)  # targets whole
+    changed = x["caption_in"].numpy() != xd["caption_in"].numpy()
+    assert changed.any() and np.all(xd["caption_in"].numpy()[changed] == text.UNK_ID)
+    assert np.all(xd["caption_in"].numpy()[:, 0] == text.START_ID)
+    with pytest.raises(ValueError, match="word_dropout"):
+        data.make_dataset(str(shapes_records), "train", "vqa", answer_vocab_size=3, word_dropout=0.1)

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
-from vcaption import images, records
+from vcaption import images, records, text
 
 AUTOTUNE = tf.data.AUTOTUNE
 TASKS = ("caption", "caption_eval", "vqa", "video")
@@ -200,6 +200,7 @@ def make_dataset(
     flow: bool = False,
     captions_per_image: int | None = None,
     blind: bool = False,
+    word_dropout: float = 0.0,
 ) -> tf.data.Dataset:
     """The tf.data pipeline of one split for one task (element structures in the module docstring).
 
@@ -224,6 +225,8 @@ def make_dataset(
             repeat the image features per caption); None or 1: one (image, caption) pair each.
         blind: tasks "caption", "caption_eval" and "vqa": decode no image; "visual" is one zero
             feature per example, float32[B, 1], what the blind baselines see.
+        word_dropout: task "caption": each word of "caption_in" (not <start>, not padding)
+            becomes <unk> with this probability; the targets stay whole.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -248,4 +251,17 @@ def make_dataset(
     else:
         dataset = _video_dataset(serialized, batch_size, image_size, num_frames, training, seed,
                                  shuffle_buffer, drop_remainder, flow)
+    if word_dropout:
+        if task != "caption":
+            raise ValueError(f"word_dropout applies to task 'caption', not {task!r}")
+        dataset = dataset.map(lambda inputs, targets: (
+            {**inputs, "caption_in": drop_words(inputs["caption_in"], word_dropout, seed)}, targets),
+            num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def drop_words(ids: tf.Tensor, rate: float, seed: int | None = None) -> tf.Tensor:
+    """Replaces each word id (>= the first non-reserved id) by <unk> with probability `rate`."""
+    words = ids > text.UNK_ID  # <pad>, <start>, <end> and <unk> stay
+    dropped = tf.random.uniform(tf.shape(ids), seed=seed) < rate
+    return tf.where(words & dropped, tf.constant(text.UNK_ID, ids.dtype), ids)

@@ -111,7 +111,7 @@ def training_plan(cfg: ExperimentConfig, data: PreparedData, model, blind: bool 
     train = data_lib.make_dataset(data.directory, "train", "caption", batch_size=tcfg.batch_size,
                                   image_size=cfg.data.image_size, feature_dim=cfg.data.feature_dim,
                                   seed=tcfg.seed, repeat=True, captions_per_image=tcfg.captions_per_image,
-                                  blind=blind)
+                                  blind=blind, word_dropout=tcfg.word_dropout)
     per_epoch = steps or steps_per_epoch(data.stats["captions"]["train"], tcfg.batch_size)
     if blind:
         return TrainingPlan("blind baseline", train, per_epoch, prefix="blind_", loss=MaskedCaptionLoss(),
