@@ -90,7 +90,10 @@ def test_crop_path_sees_only_its_box():
     changed[0, 24:, :8] = 255 - changed[0, 24:, :8]  # outside box 1 (rows 3..16, cols 3..16)
     before = model.embed_regions(x["image"], x["boxes"]).numpy()
     after = model.embed_regions(changed, x["boxes"]).numpy()
-    np.testing.assert_allclose(after[0, 1], before[0, 1], atol=1e-5)
+    # Relative as well as absolute: with unseeded random weights the features' scale varies from
+    # run to run, and oneDNN's float rounding with it (an absolute 1e-5 failed once under load). A
+    # leak from outside the box would move them by whole activations, far beyond this.
+    np.testing.assert_allclose(after[0, 1], before[0, 1], rtol=1e-4, atol=1e-5)
     assert not np.allclose(after[0, 0], before[0, 0])  # the whole image did change
 
 
