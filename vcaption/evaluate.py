@@ -59,17 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_grounding(candidates_by_system: dict, scenes_path: str | None, title: str) -> dict:
-    """Scene-grounding metrics of each system's captions (`vcaption.metrics.grounding`), printed."""
+def load_world(scenes_path: str | None):
+    """(scenes, held-out pairs) of `--scenes`, or None without it."""
     if not scenes_path:
-        return {}
-    from vcaption.captioning import evaluation
+        return None
     from vcaption.metrics import grounding
 
-    scenes, held_out = grounding.load_scenes(scenes_path)
-    rows = {name: grounding.grounding_scores(c, scenes, held_out) for name, c in candidates_by_system.items()}
-    print(evaluation.format_grounding_table(rows, title))
-    return rows
+    return grounding.load_scenes(scenes_path)
 
 
 def model_paths(model: str) -> tuple[str, str]:
@@ -80,50 +76,40 @@ def model_paths(model: str) -> tuple[str, str]:
 
 
 def evaluate_model(args: argparse.Namespace) -> int:
-    from vcaption import registry, visualize
+    from vcaption import registry
     from vcaption.captioning import baselines, evaluation
     from vcaption.runtime.prepared_data import PreparedData
+    from vcaption.runtime.run_directory import RunDirectory
 
     model_path, blind_path = model_paths(args.model)
     model = registry.load_model(model_path)
-    vocab = PreparedData(args.data).vocabulary()
     decode = DecodeConfig(beam_size=args.beam_size, max_length=args.max_length, alpha=args.alpha)
     image_size = model.image_size or 64
     feature_dim = model.feature_dim if model.encoder_name == "features" else None
-    scores = evaluation.evaluate_captioner(model, vocab, args.data, args.split, decode, image_size,
-                                          feature_dim, spice=True)
-    rows = {"model": evaluation.public_metrics(scores)}
-    candidates = {"model": scores["candidates"]}
-    if os.path.exists(blind_path):
-        blind_model = registry.load_model(blind_path)
-        blind = evaluation.evaluate_captioner(blind_model, vocab, args.data, args.split, decode, image_size,
-                                              feature_dim, blind=True)
-        rows["blind LM"], candidates["blind LM"] = evaluation.public_metrics(blind), blind["candidates"]
-    neighbour = baselines.NearestNeighbourIndex(model.encoder, args.data, image_size, feature_dim).evaluate(args.split)
-    candidates["nearest neighbour"] = neighbour.pop("candidates")
-    rows["nearest neighbour"] = neighbour
-    print(evaluation.format_table(rows, f"{args.split} split, beam {args.beam_size}: {model_path}"))
-    print_grounding(candidates, args.scenes, f"{args.split} split: scene grounding")
-    out_dir = args.output or os.path.dirname(model_path) or "."
-    os.makedirs(out_dir, exist_ok=True)
-    evaluation.write_results(os.path.join(out_dir, f"results_{args.split}.json"), scores["candidates"])
-    with open(os.path.join(out_dir, f"per_image_{args.split}.json"), "w") as f:
-        json.dump(scores["per_image"], f, indent=1)
-    visualize.caption_grid_from_records(args.data, args.split, scores["candidates"],
-                                        os.path.join(out_dir, f"caption_grid_{args.split}.png"))
+    rows, scores = evaluation.evaluate_systems(
+        model, PreparedData(args.data).vocabulary(), args.data, args.split, decode, image_size, feature_dim,
+        blind_model=registry.load_model(blind_path) if os.path.exists(blind_path) else None,
+        neighbours=baselines.NearestNeighbourIndex(model.encoder, args.data, image_size, feature_dim),
+        world=load_world(args.scenes), spice=True)
+    evaluation.print_tables(rows, f"{args.split} split, beam {args.beam_size}: {model_path}")
+    evaluation.write_split_files(RunDirectory(args.output or os.path.dirname(model_path) or "."), args.data,
+                                 args.split, scores)
     return 0
 
 
 def score_results(args: argparse.Namespace) -> int:
     from vcaption.captioning import evaluation
     from vcaption.metrics import caption as caption_metrics
+    from vcaption.metrics import grounding
 
     references, candidates = caption_metrics.load_coco_results(args.results, args.annotations)
     scores = caption_metrics.score_captions(references, candidates, spice=True)
-    print(evaluation.format_table({os.path.basename(args.results): scores},
-                                  f"{len(candidates)} images scored against {args.annotations}"))
-    grounded = print_grounding({os.path.basename(args.results): candidates}, args.scenes, "scene grounding")
-    print(json.dumps({**scores, **({"grounding": next(iter(grounded.values()))} if grounded else {})}, indent=1))
+    world = load_world(args.scenes)
+    if world is not None:
+        scores["grounding"] = grounding.grounding_scores(candidates, *world)
+    evaluation.print_tables({os.path.basename(args.results): scores},
+                            f"{len(candidates)} images scored against {args.annotations}")
+    print(json.dumps(scores, indent=1))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Evaluate captioners: generate with the in-graph decoders, score with pycocoevalcap.
 
 Library functions: `make_generator`, `generate_captions`, teacher-forced perplexity,
-`evaluate_captioner` (metrics of a captioner on a split), `format_table`, `write_results`. The
-command line is `python -m vcaption.evaluate`.
+`evaluate_captioner` (metrics of a captioner on a split), `evaluate_systems` (a captioner and its
+baselines, with scene grounding on the built-in world), `format_table`, `print_tables`,
+`write_results`, `write_split_files`. The command line is `python -m vcaption.evaluate`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tensorflow as tf
 from vcaption import data, decoding, text
 from vcaption.config import DecodeConfig
 from vcaption.metrics import caption as caption_metrics
+from vcaption.metrics import grounding
 
 
 def make_generator(model, decode: DecodeConfig, n_best: int = 1):
@@ -97,16 +99,22 @@ def evaluate_captioner(model, vocab: text.Vocabulary, data_dir: str, split: str,
     return scores
 
 
-def format_table(rows: Mapping[str, Mapping[str, float]], title: str = "") -> str:
-    """A fixed-width table: one row per system, one column per metric (CIDEr-D = pycocoevalcap CIDEr)."""
-    columns = [*caption_metrics.CAPTION_METRICS, "perplexity"]
-    header = f"{'system':<24}" + "".join(f"{('CIDEr-D' if c == 'CIDEr' else c):>11}" for c in columns)
+def _format_rows(rows: Mapping[str, Mapping], columns: Mapping[str, str], cell, title: str) -> str:
+    """A fixed-width table: one row per system, one column per metric key (`columns`: key ->
+    header); `cell(value)` is the 11-character text of a value, or None for "-"."""
+    header = f"{'system':<24}" + "".join(f"{label:>11}" for label in columns.values())
     lines = [title, header, "-" * len(header)] if title else [header, "-" * len(header)]
     for name, metrics in rows.items():
-        cells = "".join(f"{metrics[c]:>11.3f}" if isinstance(metrics.get(c), float) and
-                        math.isfinite(metrics[c]) else f"{'-':>11}" for c in columns)
+        cells = "".join(cell(metrics.get(key)) or f"{'-':>11}" for key in columns)
         lines.append(f"{name:<24}{cells}")
     return "\n".join(lines)
+
+
+def format_table(rows: Mapping[str, Mapping[str, float]], title: str = "") -> str:
+    """The caption metrics of each system (CIDEr-D = pycocoevalcap CIDEr) and perplexity."""
+    columns = {c: "CIDEr-D" if c == "CIDEr" else c for c in (*caption_metrics.CAPTION_METRICS, "perplexity")}
+    return _format_rows(rows, columns, lambda v: f"{v:>11.3f}" if isinstance(v, float) and math.isfinite(v)
+                        else None, title)
 
 
 GROUNDING_COLUMNS = {"object_precision": "obj P", "object_recall": "obj R", "chair_s": "CHAIR_s",
@@ -116,13 +124,59 @@ GROUNDING_COLUMNS = {"object_precision": "obj P", "object_recall": "obj R", "cha
 
 def format_grounding_table(rows: Mapping[str, Mapping], title: str = "") -> str:
     """The scene-grounding metrics (`vcaption.metrics.grounding`) of each system, in percent."""
-    header = f"{'system':<24}" + "".join(f"{name:>11}" for name in GROUNDING_COLUMNS.values())
-    lines = [title, header, "-" * len(header)] if title else [header, "-" * len(header)]
-    for name, metrics in rows.items():
-        cells = "".join(f"{100 * metrics[k]:>11.1f}" if metrics.get(k) is not None else f"{'-':>11}"
-                        for k in GROUNDING_COLUMNS)
-        lines.append(f"{name:<24}{cells}")
-    return "\n".join(lines)
+    return _format_rows(rows, GROUNDING_COLUMNS, lambda v: None if v is None else f"{100 * v:>11.1f}", title)
+
+
+def evaluate_systems(model, vocab: text.Vocabulary, data_dir: str, split: str, decode: DecodeConfig,
+                     image_size: int, feature_dim: int | None, *, blind_model=None, neighbours=None,
+                     world: tuple[dict, list] | None = None, name: str = "model",
+                     spice: bool = False) -> tuple[dict, dict]:
+    """A captioner and its baselines on one split, as `python -m vcaption.train` and
+    `python -m vcaption.evaluate` report them.
+
+    Args:
+        model: the captioner (row `name`).
+        blind_model: its blind language model (row "blind LM"), if any.
+        neighbours: a `baselines.NearestNeighbourIndex` (row "nearest neighbour"), if any.
+        world: (scenes, held-out pairs) of `grounding.load_scenes`: every row also gets a
+            "grounding" block.
+        spice: also SPICE, for the captioner's row.
+
+    Returns:
+        (rows: system -> numeric metrics, the captioner's `evaluate_captioner` result with its
+        candidates and per-image scores).
+    """
+    scores = evaluate_captioner(model, vocab, data_dir, split, decode, image_size, feature_dim, spice=spice)
+    systems = {name: scores}
+    if blind_model is not None:
+        systems["blind LM"] = evaluate_captioner(blind_model, vocab, data_dir, split, decode, image_size,
+                                                 feature_dim, blind=True)
+    if neighbours is not None:
+        systems["nearest neighbour"] = neighbours.evaluate(split)
+    rows = {system: public_metrics(s) for system, s in systems.items()}
+    if world is not None:
+        scenes, held_out = world
+        for system, s in systems.items():
+            rows[system]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
+    return rows, scores
+
+
+def print_tables(rows: Mapping[str, Mapping], title: str) -> None:
+    """The caption-metrics table and, when the rows have them, the grounding table."""
+    print(format_table(rows, title))
+    grounded = {system: r["grounding"] for system, r in rows.items() if "grounding" in r}
+    if grounded:
+        print(format_grounding_table(grounded, f"{title}: scene grounding"))
+
+
+def write_split_files(run, data_dir: str, split: str, scores: Mapping) -> None:
+    """`results_<split>.json` (COCO results), `per_image_<split>.json` and
+    `caption_grid_<split>.png` of a captioner's `evaluate_captioner` result, into a `RunDirectory`."""
+    from vcaption import visualize  # late: matplotlib is slow to import and only this needs it
+
+    write_results(run.file(f"results_{split}.json"), scores["candidates"])
+    run.write_json(f"per_image_{split}.json", scores["per_image"])
+    visualize.caption_grid_from_records(data_dir, split, scores["candidates"], run.file(f"caption_grid_{split}.png"))
 
 
 def public_metrics(scores: Mapping) -> dict:

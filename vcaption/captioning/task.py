@@ -183,30 +183,15 @@ def evaluate_split(cfg: ExperimentConfig, data: PreparedData, trained: dict[str,
                    index: baselines.NearestNeighbourIndex | None, world, run: RunDirectory) -> dict:
     """The model and its baselines on one test split: pycocoevalcap metrics, perplexity and (on the
     built-in world) scene grounding per system; results, per-image scores and a caption grid."""
-    vocab, size, features = data.vocabulary(), cfg.data.image_size, cfg.data.feature_dim
-    scores = evaluation.evaluate_captioner(trained[cfg.name].model, vocab, data.directory, split,
-                                           cfg.decode, size, features)
-    systems = {cfg.name: scores}
-    if index is not None:
-        systems["blind LM"] = evaluation.evaluate_captioner(
-            trained["blind"].model, vocab, data.directory, split, cfg.decode, size, features, blind=True)
-        systems["nearest neighbour"] = index.evaluate(split)
-    rows = {name: evaluation.public_metrics(s) for name, s in systems.items()}
-    if world is not None:
-        scenes, held_out = world
-        for name, s in systems.items():
-            rows[name]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
+    blind = trained["blind"].model if index is not None else None
+    rows, scores = evaluation.evaluate_systems(
+        trained[cfg.name].model, data.vocabulary(), data.directory, split, cfg.decode, cfg.data.image_size,
+        cfg.data.feature_dim, blind_model=blind, neighbours=index, world=world, name=cfg.name)
     block = {"split": split, "model": rows[cfg.name], "baselines": {}}
     if index is not None:
         block["baselines"] = {"blind": rows["blind LM"], "nearest_neighbour": rows["nearest neighbour"]}
-    evaluation.write_results(run.file(f"results_{split}.json"), scores["candidates"])
-    run.write_json(f"per_image_{split}.json", scores["per_image"])
-    visualize.caption_grid_from_records(data.directory, split, scores["candidates"],
-                                        run.file(f"caption_grid_{split}.png"))
-    print(evaluation.format_table(rows, f"{split} split, beam {cfg.decode.beam_size}"))
-    if world is not None:
-        print(evaluation.format_grounding_table({n: r["grounding"] for n, r in rows.items()},
-                                                f"{split} split: scene grounding"))
+    evaluation.write_split_files(run, data.directory, split, scores)
+    evaluation.print_tables(rows, f"{split} split, beam {cfg.decode.beam_size}")
     return block
 
 
