@@ -144,8 +144,7 @@ class LRCNCaptioner(CaptionerBase):
         (`fused=False`; with Keras inputs this builds the functional graph) or through
         `keras.layers.LSTM` (`fused=True`), with the same layers and variables."""
         features = self._encode_per_caption(visual, caption_in)  # [batch, F]
-        image = self.image_embedding(features) if self.image_embedding else features
-        image = self.image_dropout(image, training=training)  # [batch, D_v]
+        image = self.image_dropout(self._visual_context(features), training=training)  # [batch, D_v]
         x = self.word_embedding(caption_in)  # [batch, time, E]
         x = self.word_dropout(x, training=training)
         for index, recurrence in enumerate(self.recurrences):

@@ -242,11 +242,17 @@ def sample_split_scene(rng: np.random.Generator, held_out: HeldOut, novel: bool,
                        cluttered: bool = False) -> Scene:
     """A scene of a held-out world: with `novel`, one holding a held-out composition, else one
     holding none (redrawn from the same stream until it fits)."""
+    return _redraw(lambda: sample_scene(rng, cluttered), lambda scene: held_out.in_scene(scene) == novel,
+                   f"scene fits held-out set {held_out} (novel={novel})")
+
+
+def _redraw(draw, fits, what: str):
+    """The first `draw()` that `fits`; the bound only guards against a held-out set nothing avoids."""
     for _ in range(_MAX_SCENE_DRAWS):
-        scene = sample_scene(rng, cluttered)
-        if held_out.in_scene(scene) == novel:
-            return scene
-    raise ValueError(f"no scene fits held-out set {held_out} (novel={novel}) in {_MAX_SCENE_DRAWS} draws")
+        item = draw()
+        if fits(item):
+            return item
+    raise ValueError(f"no {what} in {_MAX_SCENE_DRAWS} draws")
 
 
 def sample_scene(rng: np.random.Generator, cluttered: bool = False) -> Scene:
@@ -557,8 +563,13 @@ def _unique(objects: Sequence[SceneObject], key) -> dict:
 
 def relations(a: SceneObject, b: SceneObject) -> dict[str, bool]:
     """Which of a's relations to b hold; "left of" compares columns only, "above" rows only."""
-    return {"left of": a.col < b.col, "right of": a.col > b.col,
-            "above": a.row < b.row, "below": a.row > b.row}
+    return cell_relations(a.row, a.col, b.row, b.col)
+
+
+def cell_relations(a_row: int, a_col: int, b_row: int, b_col: int) -> dict[str, bool]:
+    """`relations` from grid cells alone (what `scenes.json` records of each object)."""
+    return {"left of": a_col < b_col, "right of": a_col > b_col,
+            "above": a_row < b_row, "below": a_row > b_row}
 
 
 def _other_questions(scene: Scene, rng) -> list[Question]:
@@ -1156,13 +1167,13 @@ def sample_split_video(rng: np.random.Generator, held_out: HeldOut, novel: bool)
     """A video of a held-out world: with `novel`, its moving object is a held-out (colour, shape)
     pair; otherwise neither object is (redrawn from the same stream until it fits)."""
     pairs = set(held_out.colour_shapes)
-    for _ in range(_MAX_SCENE_DRAWS):
-        video = sample_video(rng)
-        if novel and (video.start.colour, video.start.shape) in pairs:
-            return video
-        if not novel and not _video_pairs(video) & pairs:
-            return video
-    raise ValueError(f"no video fits held-out set {held_out} (novel={novel}) in {_MAX_SCENE_DRAWS} draws")
+
+    def fits(video: Video) -> bool:
+        if novel:
+            return (video.start.colour, video.start.shape) in pairs
+        return not _video_pairs(video) & pairs
+
+    return _redraw(lambda: sample_video(rng), fits, f"video fits held-out set {held_out} (novel={novel})")
 
 
 def _write_videos(out_dir, num_videos, seed, video_size, num_frames, num_novel: int = 0,

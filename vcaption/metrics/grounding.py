@@ -172,10 +172,8 @@ def _count_is_right(mention: Mention, number: int, objects: Sequence[Mapping]) -
 
 
 def _relation_holds(first: Mention, relation: str, second: Mention, objects: Sequence[Mapping]) -> bool:
-    def holds(a, b):
-        return {"left of": a["col"] < b["col"], "right of": a["col"] > b["col"],
-                "above": a["row"] < b["row"], "below": a["row"] > b["row"]}[relation]
-    return any(a is not b and first.fits(a) and second.fits(b) and holds(a, b)
+    return any(a is not b and first.fits(a) and second.fits(b)
+               and shapes.cell_relations(a["row"], a["col"], b["row"], b["col"])[relation]
                for a in objects for b in objects)
 
 
@@ -245,10 +243,11 @@ def grounding_scores(captions: Mapping[str, str], scenes: Mapping[str, Mapping],
 
 
 def load_scenes(path: str) -> tuple[dict[str, dict], list[list[str]]]:
-    """scenes.json (local or gs://) -> ({image id: scene}, held-out (colour, shape) pairs or [])."""
+    """scenes.json (local or gs://) -> ({image id (string, as in the records): scene with its
+    "image_size"}, held-out (colour, shape) pairs or [])."""
     import tensorflow as tf  # late: gfile for gs:// paths; the metrics themselves need no TF
 
     with tf.io.gfile.GFile(path) as f:
         data = json.load(f)
-    scenes = {str(s["id"]): s for s in data["images"]}
+    scenes = {str(s["id"]): {**s, "image_size": data["image_size"]} for s in data["images"]}
     return scenes, data.get("held_out", {}).get("colour_shapes", [])

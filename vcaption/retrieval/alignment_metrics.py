@@ -15,11 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import json
 from typing import Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from vcaption.datasets import shapes
 from vcaption.metrics import grounding
@@ -33,9 +31,7 @@ MATCH_IOU = 0.5
 
 def load_scenes(path: str) -> dict[str, dict]:
     """scenes.json (local or gs://) -> {image id (string, as in the records): scene} with its image size."""
-    with tf.io.gfile.GFile(path) as f:
-        data = json.load(f)
-    return {str(s["id"]): {**s, "image_size": data["image_size"]} for s in data["images"]}
+    return grounding.load_scenes(path)[0]
 
 
 def object_mentions(tokens: Sequence[str], objects: Sequence[Mapping]) -> list[tuple[list[int], int]]:
