@@ -18,6 +18,7 @@ from vcaption import data, decoding, text
 from vcaption.config import DecodeConfig
 from vcaption.metrics import caption as caption_metrics
 from vcaption.metrics import grounding
+from vcaption.runtime import profile
 
 
 def make_generator(model, decode: DecodeConfig, n_best: int = 1):
@@ -92,9 +93,12 @@ def evaluate_captioner(model, vocab: text.Vocabulary, data_dir: str, split: str,
                        spice: bool = False) -> dict:
     """Metrics (pycocoevalcap keys + "perplexity"), with "candidates", "references", "per_image"."""
     generation, teacher_forced = eval_datasets(data_dir, split, image_size, feature_dim, blind=blind)
-    candidates, references, _ = generate_captions(make_generator(model, decode), vocab, generation)
-    scores = caption_metrics.score_captions(references, candidates, spice=spice, per_image=True)
-    scores["perplexity"] = teacher_forced_perplexity(model, teacher_forced)
+    with profile.phase("decode"):
+        candidates, references, _ = generate_captions(make_generator(model, decode), vocab, generation)
+    with profile.phase("score"):
+        scores = caption_metrics.score_captions(references, candidates, spice=spice, per_image=True)
+    with profile.phase("perplexity"):
+        scores["perplexity"] = teacher_forced_perplexity(model, teacher_forced)
     scores["candidates"], scores["references"] = candidates, references
     return scores
 
@@ -146,18 +150,23 @@ def evaluate_systems(model, vocab: text.Vocabulary, data_dir: str, split: str, d
         (rows: system -> numeric metrics, the captioner's `evaluate_captioner` result with its
         candidates and per-image scores).
     """
-    scores = evaluate_captioner(model, vocab, data_dir, split, decode, image_size, feature_dim, spice=spice)
-    systems = {name: scores}
-    if blind_model is not None:
-        systems["blind LM"] = evaluate_captioner(blind_model, vocab, data_dir, split, decode, image_size,
-                                                 feature_dim, blind=True)
-    if neighbours is not None:
-        systems["nearest neighbour"] = neighbours.evaluate(split)
-    rows = {system: public_metrics(s) for system, s in systems.items()}
-    if world is not None:
-        scenes, held_out = world
-        for system, s in systems.items():
-            rows[system]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
+    with profile.phase(split):
+        with profile.phase(name):
+            scores = evaluate_captioner(model, vocab, data_dir, split, decode, image_size, feature_dim,
+                                        spice=spice)
+        systems = {name: scores}
+        if blind_model is not None:
+            with profile.phase("blind LM"):
+                systems["blind LM"] = evaluate_captioner(blind_model, vocab, data_dir, split, decode,
+                                                         image_size, feature_dim, blind=True)
+        if neighbours is not None:
+            with profile.phase("nearest neighbour"):
+                systems["nearest neighbour"] = neighbours.evaluate(split)
+        rows = {system: public_metrics(s) for system, s in systems.items()}
+        if world is not None:
+            scenes, held_out = world
+            for system, s in systems.items():
+                rows[system]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
     return rows, scores
 
 

@@ -28,7 +28,7 @@ from vcaption.captioning.export import export_captioner
 from vcaption.config import DecodeConfig, ExperimentConfig
 from vcaption.losses import MaskedCaptionLoss
 from vcaption.metrics import grounding
-from vcaption.runtime import builtin_data, devices
+from vcaption.runtime import builtin_data, devices, profile
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
 from vcaption.runtime.task import System, Task, Trained
@@ -141,8 +141,9 @@ class CaptioningTask(Task):
         world = load_world(cfg)
         index = None
         if "blind" in trained:  # the training images are embedded once for every split
-            index = baselines.NearestNeighbourIndex(model.encoder, data.directory, cfg.data.image_size,
-                                                    cfg.data.feature_dim)
+            with profile.phase("nearest-neighbour index"):
+                index = baselines.NearestNeighbourIndex(model.encoder, data.directory, cfg.data.image_size,
+                                                        cfg.data.feature_dim)
         result = {"preset": cfg.name, "split": "test", "beam_size": cfg.decode.beam_size,
                   "data_dir": data.directory, "training": trained[cfg.name].training}
         if "blind" in trained:
@@ -190,7 +191,8 @@ def evaluate_split(cfg: ExperimentConfig, data: PreparedData, trained: dict[str,
     block = {"split": split, "model": rows[cfg.name], "baselines": {}}
     if index is not None:
         block["baselines"] = {"blind": rows["blind LM"], "nearest_neighbour": rows["nearest neighbour"]}
-    evaluation.write_split_files(run, data.directory, split, scores)
+    with profile.phase(f"{split}/files"):
+        evaluation.write_split_files(run, data.directory, split, scores)
     evaluation.print_tables(rows, f"{split} split, beam {cfg.decode.beam_size}")
     return block
 

@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from vcaption import config as config_lib
+from vcaption.runtime import profile
 from vcaption.runtime.prepared_data import PreparedData
 
 # The built-in world's file that `beam_jobs.preprocess --format F` reads, by format.
@@ -48,8 +49,9 @@ def builtin_world(cfg: config_lib.DataConfig) -> str:
     if not os.path.exists(os.path.join(world, "dataset_shapes.json")):
         novel = f" + {cfg.shapes_novel_images} novel-composition" if cfg.shapes_novel_images else ""
         print(f"Generating the built-in shapes world ({cfg.shapes_images}{novel} images) in {world}")
-        shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed,
-                        num_novel_images=cfg.shapes_novel_images, cluttered=cfg.shapes_cluttered)
+        with profile.phase("generate world"):
+            shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed,
+                            num_novel_images=cfg.shapes_novel_images, cluttered=cfg.shapes_cluttered)
     return world
 
 
@@ -61,7 +63,8 @@ def preprocess_once(fmt: str, source: str, output: str, args: Sequence[str]) -> 
         print(f"Preprocessing {source} ({fmt}) with beam_jobs.preprocess into {output}")
         command = [sys.executable, "-m", "beam_jobs.preprocess", "--format", fmt, "--input", source,
                    "--output", output, *args]
-        completed = subprocess.run(command)
+        with profile.phase(f"preprocess {fmt}"):
+            completed = subprocess.run(command)
         if completed.returncode != 0:
             raise RuntimeError(f"beam_jobs.preprocess failed (exit {completed.returncode}): "
                                f"{' '.join(command)}")

@@ -29,7 +29,7 @@ import keras
 from vcaption import registry
 from vcaption.config import ExperimentConfig
 from vcaption.metrics import caption as caption_metrics
-from vcaption.runtime import devices, trainer
+from vcaption.runtime import devices, profile, trainer
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
 from vcaption.serving import config as serving_config
@@ -88,36 +88,50 @@ class Task:
         raise ValueError(f"task {self.name!r} has no SavedModel export")
 
     def run(self, cfg: ExperimentConfig, output: str, strategy_name: str = "default", verbose: int = 1) -> dict:
-        """Trains, evaluates and exports; writes `<output>/metrics.json` and returns it."""
+        """Trains, evaluates and exports; writes `<output>/metrics.json` (with the run's
+        `profile`: seconds per phase) and returns it."""
+        with profile.recording() as seconds:
+            result = self._run(cfg, output, strategy_name, verbose)
+        if not devices.is_chief():  # the chief writes metrics.json
+            return result
+        result["profile"] = seconds
+        print(f"profile: {profile.summary(seconds)}")
+        print(f"metrics -> {RunDirectory(devices.worker_output(output)).write_metrics(result)}")
+        return result
+
+    def _run(self, cfg, output, strategy_name, verbose) -> dict:
         caption_metrics.require_java_for_preset(cfg)
         strategy = devices.distribution_strategy(strategy_name)
         keras.utils.set_random_seed(cfg.train.seed)
         run = RunDirectory(devices.worker_output(output))
-        data = self.prepare_data(cfg, run, verbose)
-        run.keep_assets(data)
-        run.write_config(cfg, data)
+        with profile.phase("data"):
+            data = self.prepare_data(cfg, run, verbose)
+            run.keep_assets(data)
+            run.write_config(cfg, data)
         trained = {}
         for system in self.systems(cfg, data, run):
             keras.utils.set_random_seed(cfg.train.seed)  # each system starts the same, alone or not
             with strategy.scope():
                 model = system.build()
             print(f"{system.name}: {model.count_params():,} parameters, data {data.directory}")
-            summary = trainer.fit(model, system.plan(model), cfg.train, run.path, verbose)
+            with profile.phase(f"train {system.name}"):
+                summary = trainer.fit(model, system.plan(model), cfg.train, run.path, verbose)
             trained[system.name] = Trained(model, summary)
             if devices.is_chief():
                 model.save(run.file(system.keras_file))
         if not devices.is_chief():
             print("worker done; the chief evaluates and writes metrics.json")
             return {"training": {name: t.training for name, t in trained.items()}}
-        result = self.evaluate(cfg, data, trained, run)
+        with profile.phase("evaluate"):
+            result = self.evaluate(cfg, data, trained, run)
         if cfg.export.saved_models_dir:
-            path = self.export(cfg, data, trained, run)
-            if path:
-                result["export"] = path
-                print(f"SavedModel -> {path}")
-                if cfg.export.serving_config != "":
-                    serving_config.update(cfg.export.saved_models_dir, cfg.export.serving_config)
-        print(f"metrics -> {run.write_metrics(result)}")
+            with profile.phase("export"):
+                path = self.export(cfg, data, trained, run)
+                if path:
+                    result["export"] = path
+                    print(f"SavedModel -> {path}")
+                    if cfg.export.serving_config != "":
+                        serving_config.update(cfg.export.saved_models_dir, cfg.export.serving_config)
         return result
 
 
