@@ -43,7 +43,12 @@ def phase(name: str):
     finally:
         _open.pop()
         if _recorded is not None:
-            _recorded[path] = round(_recorded.get(path, 0.0) + time.perf_counter() - start, 1)
+            _recorded[path] = _recorded.get(path, 0.0) + time.perf_counter() - start
+
+
+def rounded(seconds: dict[str, float]) -> dict[str, float]:
+    """The table as `metrics.json` keeps it: tenths of a second."""
+    return {name: round(s, 1) for name, s in seconds.items()}
 
 
 def summary(seconds: dict[str, float]) -> str:

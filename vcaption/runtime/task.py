@@ -94,7 +94,7 @@ class Task:
             result = self._run(cfg, output, strategy_name, verbose)
         if not devices.is_chief():  # the chief writes metrics.json
             return result
-        result["profile"] = seconds
+        result["profile"] = profile.rounded(seconds)
         print(f"profile: {profile.summary(seconds)}")
         print(f"metrics -> {RunDirectory(devices.worker_output(output)).write_metrics(result)}")
         return result
