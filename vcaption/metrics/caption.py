@@ -87,6 +87,19 @@ def _tokenize(captions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
         return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
 
 
+_meteor = None
+
+
+def _shared_meteor(meteor_class):
+    """One METEOR scorer for the whole process. Its JVM takes ~6 s to start and load the paraphrase
+    tables, and a run scores six caption sets; the scores are the same either way (METEOR scores
+    each segment alone and aggregates per EVAL request, as pycocoevalcap's COCOEvalCap does)."""
+    global _meteor
+    if _meteor is None or _meteor.meteor_p.poll() is not None:
+        _meteor = meteor_class()
+    return _meteor
+
+
 def score_captions(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str],
                    metrics: Sequence[str] = CAPTION_METRICS, spice: bool = True,
                    per_image: bool = False) -> dict:
@@ -110,14 +123,17 @@ def score_captions(references: Mapping[str, Sequence[str]], candidates: Mapping[
     if not references:
         raise ValueError("no captions to score")
     require_java("score_captions")
-    gts = _tokenize(references)
-    res = _tokenize({k: [v] for k, v in candidates.items()})
+    # One tokenizer launch (a JVM start) for both sides: PTB tokenization is per sentence.
+    tokenized = _tokenize({**{("ref", k): v for k, v in references.items()},
+                           **{("cand", k): [v] for k, v in candidates.items()}})
+    gts = {k: tokenized[("ref", k)] for k in references}
+    res = {k: tokenized[("cand", k)] for k in candidates}
     ids = sorted(gts)
     scorers = []
     if any(m.startswith("Bleu") for m in metrics):
         scorers.append((Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"]))
     if "METEOR" in metrics:
-        scorers.append((Meteor(), ["METEOR"]))
+        scorers.append((_shared_meteor(Meteor), ["METEOR"]))
     if "ROUGE_L" in metrics:
         scorers.append((Rouge(), ["ROUGE_L"]))
     if "CIDEr" in metrics:
