@@ -25,6 +25,10 @@ CONFIGS = {
     "lrcn_2f_cudnn": (LRCNCaptioner, dict(variant="2f", hidden_units=HIDDEN, embedding_dim=7,
                                           image_embedding_dim=5, recurrent_implementation="cudnn",
                                           **TINY)),
+    # Late fusion (NOC): image-only word scores added to the LSTM's at every step.
+    "lrcn_2f_visual_words": (LRCNCaptioner, dict(variant="2f", hidden_units=HIDDEN, embedding_dim=7,
+                                                 image_embedding_dim=5, visual_word_scores=True,
+                                                 **TINY)),
     "karpathy_relu": (KarpathyMultimodalRNN, dict(hidden_units=HIDDEN, embedding_dim=7, **TINY)),
     "karpathy_lstm": (KarpathyMultimodalRNN, dict(hidden_units=HIDDEN, cell="lstm", **TINY)),
     "mao": (MaoMultimodalRNN, dict(embedding_dims=(7, HIDDEN), multimodal_units=9, **TINY)),
@@ -96,14 +100,14 @@ def test_step_runs_in_tf_while_loop(key):
     assert tuple(decoded.shape) == (BATCH, TIME)
 
 
-@pytest.mark.parametrize("key", ["lrcn_1u_lstm", "lrcn_2f_rnn", "lrcn_2f_cudnn", "karpathy_lstm",
+@pytest.mark.parametrize("key", ["lrcn_1u_lstm", "lrcn_2f_rnn", "lrcn_2f_cudnn", "lrcn_2f_visual_words", "karpathy_lstm",
                                  "mao", "lrcn_2f_small_cnn"])
 def test_serialization_round_trip(key):
     revived = run_serialization_test(build(key))
     assert revived.count_params() == build(key).count_params()
 
 
-@pytest.mark.parametrize("key", ["lrcn_2f_lstm", "lrcn_2f_cudnn", "karpathy_relu", "mao",
+@pytest.mark.parametrize("key", ["lrcn_2f_lstm", "lrcn_2f_cudnn", "lrcn_2f_visual_words", "karpathy_relu", "mao",
                                  "lrcn_2f_small_cnn"])
 def test_saving_gives_identical_outputs(key, tmp_path):
     model = build(key)
@@ -370,3 +374,20 @@ def test_grouped_batch_equals_each_caption_with_its_own_image_copy(key):
     assert_all_close(loss_g, loss_u)
     for g, u in zip(grads_g, grads_u):
         assert_all_close(g, u, rtol=1e-4, atol=1e-5)
+
+
+def test_visual_word_scores_add_the_same_image_only_term_at_every_step():
+    """Late fusion: logits with the option minus logits of the same weights without it are the
+    image's word scores, equal at every time step and independent of the words."""
+    fused = build("lrcn_2f_visual_words")
+    inputs = make_inputs(fused)
+    plain = LRCNCaptioner(vocab_size=VOCAB, **{**CONFIGS["lrcn_2f_visual_words"][1],
+                                               "visual_word_scores": False})
+    plain(inputs)
+    for layer in plain.layers:
+        if layer.weights:
+            layer.set_weights(fused.get_layer(layer.name).get_weights())
+    difference = np.asarray(fused(inputs)) - np.asarray(plain(inputs))  # [batch, time, V]
+    scores = np.asarray(fused.visual_word_scores(fused.image_embedding(inputs["visual"])))
+    assert_all_close(difference, np.repeat(scores[:, None, :], TIME, axis=1), atol=1e-5)
+    assert np.abs(scores).max() > 1e-3

@@ -54,6 +54,13 @@ class LRCNCaptioner(CaptionerBase):
             TensorFlow sees a GPU and `cell="lstm"`, else `"scan"`. Resolved when the model is
             built, so a saved `"auto"` model picks again on the machine that loads it. The cuDNN
             op has no XLA kernel: a `"cudnn"` model does not `jit_compile`.
+        visual_word_scores: also score every vocabulary word from the image alone (one linear
+            layer over the visual context) and add those scores to the LSTM's at every step: the
+            late fusion of Venugopalan et al.'s Novel Object Captioner (the lecture's NOC figure:
+            "element-wise sum of the visual and language outputs"; Hendricks et al.'s DCC). Words
+            then owe part of their score to what the image shows whatever came before them, which
+            is what naming an unseen colour-shape pair needs (a plain LSTM learns "never triangle
+            after red" from captions that never say it). False: Donahue et al.'s Eq. 1 as is.
         dtype: dtype policy (e.g. `"mixed_bfloat16"`); logits are always float32.
 
     Example:
@@ -70,7 +77,7 @@ class LRCNCaptioner(CaptionerBase):
     def __init__(self, vocab_size, variant="2f", cell="lstm", hidden_units=1000,
                  embedding_dim=1000, image_embedding_dim=1000, encoder="features", image_size=None,
                  feature_dim=4096, encoder_weights=None, encoder_trainable=True, dropout=0.5,
-                 recurrent_implementation="auto", dtype=None, **kwargs):
+                 recurrent_implementation="auto", visual_word_scores=False, dtype=None, **kwargs):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         active_implementation = resolve_recurrent_implementation(recurrent_implementation, cell)
@@ -104,6 +111,10 @@ class LRCNCaptioner(CaptionerBase):
         self.hidden_dropouts = [keras.layers.Dropout(dropout, name=f"hidden_dropout_{index + 1}")
                                 for index in range(num_layers)]
         self._output_layers(vocab_size, dtype)
+        # Late fusion (NOC): image -> a score per word, added to the LSTM's scores at every step.
+        self.visual_word_scores = (keras.layers.Dense(vocab_size, dtype=dtype, name="visual_word_scores")
+                                   if visual_word_scores else None)
+        self.add_visual_word_scores = BroadcastTime(name="add_visual_word_scores")
         # The cuDNN path's keras.layers.LSTM per recurrence: no variables of their own.
         self.fused_lstms = ([SharedWeightsLSTM(hidden_units, dtype=dtype, name=f"lstm_{index + 1}")
                              for index in range(num_layers)]
@@ -158,7 +169,10 @@ class LRCNCaptioner(CaptionerBase):
                     projection = self.add_image(projection, image_projection)
                 x = recurrence(projection)  # [batch, time, H]
             x = self.hidden_dropouts[index](x, training=training)
-        return self.output_cast(self.output_projection(x))  # [batch, time, V]
+        scores = self.output_projection(x)  # [batch, time, V]
+        if self.visual_word_scores is not None:
+            scores = self.add_visual_word_scores(scores, self.visual_word_scores(image))
+        return self.output_cast(scores)  # [batch, time, V]
 
     def _fused_layer(self, index, x, image=None):
         """Recurrent layer `index` as one `keras.layers.LSTM` over `x [batch, time, D]`."""
@@ -179,10 +193,12 @@ class LRCNCaptioner(CaptionerBase):
         return self.image_embedding(features) if self.image_embedding else features
 
     def initial_state(self, context):
-        """`{"h1", "c1"[, "h2", "c2"], "image_projection"}`; c* only for LSTMs.
+        """`{"h1", "c1"[, "h2", "c2"], "image_projection"[, "visual_word_scores"]}`; c* only for
+        LSTMs.
 
         `image_projection` [B, 4H or H] is W_v·v for the layer that sees the image, computed
-        here once so that `step` only projects the new word.
+        here once so that `step` only projects the new word; likewise the late-fusion word scores
+        [B, V] of `visual_word_scores=True`.
         """
         batch_size = keras.ops.shape(context)[0]
         state = {}
@@ -190,11 +206,13 @@ class LRCNCaptioner(CaptionerBase):
             for key, value in recurrence.get_initial_state(batch_size).items():
                 state[f"{key}{index + 1}"] = value
         state["image_projection"] = self.image_projection(context)
+        if self.visual_word_scores is not None:
+            state["visual_word_scores"] = keras.ops.cast(self.visual_word_scores(context), "float32")
         return state
 
     def step(self, token_ids, state):
         x = self.word_embedding(token_ids)  # [batch, E]
-        new_state = {"image_projection": state["image_projection"]}
+        new_state = {key: state[key] for key in ("image_projection", "visual_word_scores") if key in state}
         for index, recurrence in enumerate(self.recurrences):
             projection = self.input_projections[index](x)  # [batch, projection_units]
             if index + 1 == self.image_layer:
@@ -204,7 +222,10 @@ class LRCNCaptioner(CaptionerBase):
             x, layer_state = recurrence.step(projection, layer_state)
             for key, value in layer_state.items():
                 new_state[f"{key}{index + 1}"] = value
-        return self._logits(x), new_state
+        logits = self._logits(x)
+        if "visual_word_scores" in state:
+            logits = logits + state["visual_word_scores"]
+        return logits, new_state
 
     def get_config(self):
         config = super().get_config()
@@ -215,5 +236,6 @@ class LRCNCaptioner(CaptionerBase):
             "embedding_dim": self.embedding_dim,
             "image_embedding_dim": self.image_embedding_dim,
             "recurrent_implementation": self.recurrent_implementation,
+            "visual_word_scores": self.visual_word_scores is not None,
         })
         return config
