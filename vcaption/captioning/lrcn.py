@@ -61,6 +61,9 @@ class LRCNCaptioner(CaptionerBase):
             then owe part of their score to what the image shows whatever came before them, which
             is what naming an unseen colour-shape pair needs (a plain LSTM learns "never triangle
             after red" from captions that never say it). False: Donahue et al.'s Eq. 1 as is.
+            Measured on the default world (lrcn_2f settings, 2026-12-05): worse, not better:
+            test_novel held-out-pair recall 2.1% (without: 21.5%), test CIDEr-D 3.92 (4.25),
+            final training loss 0.36 (0.29) -- the LSTM learns to fight the image-only scores.
         dtype: dtype policy (e.g. `"mixed_bfloat16"`); logits are always float32.
 
     Example:
