@@ -15,7 +15,8 @@ boxes, normalised (ymin, xmin, ymax, xmax) — the whole image is prepended in-g
 - `score(image_bytes [B], boxes [B, R, 4], sentences [B])` -> `scores` [B]: S_kl (Eq. 8) of each
   row's image and sentence. To rank K images against L sentences, send the K·L pairs, or embed
   the images and sentences once and take S_kl = Σ_t max_i v_iᵀ s_t over the first `lengths[l]`
-  words (÷ lengths[l] for a ranker trained with `score_normalization="mean"`);
+  words (÷ lengths[l] for a ranker trained with `score_normalization="mean"`; for `score="eq7"`,
+  Σ_t Σ_i max(0, v_iᵀ s_t) instead, the regions of repeated boxes being zero vectors);
 - `align(image_bytes [B], boxes [B, R, 4], sentence [B], beta [B])` -> for each row, `tokens` [B, T]
   (padded with ""), `lengths` [B], `regions` [B, T] (index into the row's boxes with the whole
   image first; -1 past the sentence's end), `boxes` [B, T, 4] (each word's box) and `scores`
@@ -75,7 +76,7 @@ class RankerServingModule(tf.Module):
         self.vocabulary = vocabulary
         self.model_variables = list(model.variables)  # variables, not the Keras model
         image_size = model.image_size
-        normalization = model.score_normalization
+        normalization, score_function = model.score_normalization, model.score_function
 
         def pixels(image_bytes):
             return images.preprocess_images(image_bytes, image_size, max_pixels)
@@ -116,7 +117,7 @@ class RankerServingModule(tf.Module):
                 image_bytes = tf.identity(image_bytes)
             regions, _ = regions_of(image_bytes, boxes)
             words, ids, _ = words_of(sentences)
-            return {"scores": paired_scores(regions, words, ids, normalization)}  # [B]
+            return {"scores": paired_scores(regions, words, ids, normalization, score_function)}  # [B]
 
         @tf.function(input_signature=[image_spec, boxes_spec,
                                       tf.TensorSpec([None], tf.string, name="sentence"),
