@@ -90,18 +90,20 @@ def write_outputs(output: str, scores: dict[str, np.ndarray], texts: list[str], 
         texts: the normalized sentences in column order.
         image_ids: the images in row order.
     """
-    os.makedirs(output, exist_ok=True)
     per_image = retrieval.SENTENCES_PER_IMAGE
     if len(texts) != len(image_ids) * per_image:
         raise ValueError(f"{len(texts)} sentences for {len(image_ids)} images ({per_image} each)")
+    checked = {}
+    for system, matrix in scores.items():  # every matrix is checked before anything is written
+        checked[system] = retrieval.check_scores(matrix, name=system)
+        if checked[system].shape[0] != len(image_ids):
+            raise ValueError(f"{system}: {checked[system].shape[0]} rows for {len(image_ids)} images")
+    os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, TEXTS_FILE), "w", encoding="utf-8") as f:
         json.dump([{"text": t, "image": j // per_image, "image_id": image_ids[j // per_image]}
                    for j, t in enumerate(texts)], f, indent=0, ensure_ascii=False)
     table = {}
-    for system, matrix in scores.items():
-        matrix = retrieval.check_scores(matrix, name=system)
-        if matrix.shape[0] != len(image_ids):
-            raise ValueError(f"{system}: {matrix.shape[0]} rows for {len(image_ids)} images")
+    for system, matrix in checked.items():
         np.save(os.path.join(output, scores_file(system)), matrix)
         table[system] = {"scores": scores_file(system),
                          **_sides(retrieval.evaluate_retrieval(matrix, PROTOCOL))}
