@@ -114,6 +114,14 @@ class PerRegion(keras.layers.Layer):
         return (boxes_shape[0], boxes_shape[1], flat_shape[-1])
 
 
+def repeated_boxes(boxes):
+    """bool [B, R]: box r of an image repeats one of its boxes 0 .. r-1 (padding)."""
+    same = tf.reduce_all(boxes[:, :, tf.newaxis, :] == boxes[:, tf.newaxis, :, :], axis=-1)  # [B, R, R]
+    count = tf.shape(boxes)[1]
+    earlier = tf.range(count)[tf.newaxis, :] < tf.range(count)[:, tf.newaxis]  # [R, R]: j < i
+    return tf.reduce_any(same & earlier[tf.newaxis], axis=2)
+
+
 @keras.saving.register_keras_serializable(package="vcaption")
 class DistinctRegions(keras.layers.Layer):
     """Zeroes the vector of every region whose box repeats an earlier box of its image:
@@ -121,11 +129,7 @@ class DistinctRegions(keras.layers.Layer):
     pad with repeated boxes, which Eq. 8's max ignores but Eq. 7's sum would count again."""
 
     def call(self, regions, boxes):
-        same = tf.reduce_all(boxes[:, :, tf.newaxis, :] == boxes[:, tf.newaxis, :, :], axis=-1)  # [B, R, R]
-        count = tf.shape(boxes)[1]
-        earlier = tf.range(count)[tf.newaxis, :] < tf.range(count)[:, tf.newaxis]  # [R, R]: j < i
-        repeated = tf.reduce_any(same & earlier[tf.newaxis], axis=2)  # [B, R]
-        return regions * tf.cast(~repeated, regions.dtype)[:, :, tf.newaxis]
+        return regions * tf.cast(~repeated_boxes(boxes), regions.dtype)[:, :, tf.newaxis]
 
     def compute_output_shape(self, regions_shape, boxes_shape):
         return regions_shape
@@ -211,7 +215,7 @@ def ranking_loss(scores, margin: float = 1.0, hardest_negative: bool = False):
     return tf.reduce_mean(per_pair)
 
 
-def fragment_loss(regions, words, word_ids):
+def fragment_loss(regions, words, word_ids, boxes):
     """DeFrag's fragment alignment objective (Karpathy, Joulin & Fei-Fei 2014, §3.2, without its
     MIL refinement) on a minibatch of matching pairs (image k, sentence k):
 
@@ -226,15 +230,16 @@ def fragment_loss(regions, words, word_ids):
     times more negative pairs do not outweigh the positive ones (our choice; DeFrag sums).
 
     Args:
-        regions: v [B, R, h] (repeated regions are zero vectors and are left out).
+        regions: v [B, R, h].
         words: s [B, T, h].
         word_ids: int [B, T]; 0 marks padding.
+        boxes: [B, R, 4]; regions whose box repeats an earlier one are left out.
     """
     dots = tf.einsum("krh,lth->klrt", regions, words)  # [K, L, R, T]
     batch = tf.shape(dots)[0]
     matching = tf.eye(batch, dtype=dots.dtype)[:, :, tf.newaxis, tf.newaxis]  # [K, L, 1, 1]
     sign = 2.0 * matching - 1.0
-    real_region = tf.cast(tf.reduce_any(regions != 0, axis=-1), dots.dtype)[:, tf.newaxis, :, tf.newaxis]
+    real_region = tf.cast(~repeated_boxes(boxes), dots.dtype)[:, tf.newaxis, :, tf.newaxis]
     real_word = tf.cast(word_ids != 0, dots.dtype)[tf.newaxis, :, tf.newaxis, :]
     mask = real_region * real_word  # [K, L, R, T]
     hinge = tf.nn.relu(1.0 - sign * dots) * mask
@@ -370,7 +375,8 @@ class RegionRanker(keras.Model):
                                  self.score_function)
         loss = ranking_loss(scores, self.margin, self.hardest_negative)  # Eq. 9
         if self.fragment_weight:
-            loss = loss + self.fragment_weight * fragment_loss(y_pred["regions"], y_pred["words"], x["words"])
+            loss = loss + self.fragment_weight * fragment_loss(y_pred["regions"], y_pred["words"], x["words"],
+                                                                x["boxes"])
         return loss + (ops.sum(self.losses) if self.losses else 0.0)
 
     def get_config(self):
