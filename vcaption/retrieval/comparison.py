@@ -3,7 +3,8 @@
     python -m vcaption.compare --task retrieval [--runs runs/compare_retrieval]
         [--output docs/retrieval_table.md] [--test-images N] [--set section.field=value ...]
 
-Every system trains (or, if its run directory holds a finished run, is only reloaded) on one
+Every system trains (or, if its run directory holds a finished run — its `metrics.json` — is only
+reloaded, not evaluated again) on one
 preprocessed world — the built-in shapes world in COCO format, so that the records carry the
 object boxes the region rankers need; `--set data.*` sizes it — and scores the same test images
 and sentences (`embedding.load_split`, the first `--test-images`):
@@ -152,7 +153,10 @@ def _train(name: str, preset: str, overrides: list[str], runs: str):
     cfg = config_lib.apply_overrides(presets_lib.get_preset(preset), overrides)
     run_dir = os.path.join(runs, preset)
     print(f"=== {name}: {preset} -> {run_dir}", flush=True)
-    run_preset(cfg, run_dir, verbose=2)
+    if os.path.exists(os.path.join(run_dir, "metrics.json")):
+        print(f"{run_dir}: a finished run; its models are reloaded (delete the directory to retrain)")
+    else:
+        run_preset(cfg, run_dir, verbose=2)
     model = registry.load_model(os.path.join(run_dir, "model.keras"))
     blind_path = os.path.join(run_dir, "blind.keras")
     blind = registry.load_model(blind_path) if os.path.exists(blind_path) else None
