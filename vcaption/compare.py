@@ -3,7 +3,7 @@
     python -m vcaption.compare [--presets lrcn_1u,lrcn_2u,lrcn_2f,lrcn_2f_rnn,karpathy_mrnn,mao_mrnn]
         [--runs runs/compare] [--output docs/captioning_table.md] [--set section.field=value ...]
     python -m vcaption.compare --task retrieval [--runs runs/compare_retrieval]
-        [--output docs/retrieval_table.md] [--test-images N] [--set section.field=value ...]
+        [--output docs/retrieval_table.md] [--max-test-images N] [--set section.field=value ...]
 
 `--task retrieval` is the one image-sentence retrieval table across families (region rankers,
 whole-image embeddings, captioners by likelihood): `vcaption.retrieval.comparison`.
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None,
                         help="the Markdown table; default docs/captioning_table.md (with its .json "
                              "next to it), or docs/retrieval_table.md")
-    parser.add_argument("--test-images", type=int, default=None,
+    parser.add_argument("--max-test-images", type=int, default=None,
                         help="--task retrieval: score the first N test images (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
@@ -123,9 +123,9 @@ def compare_retrieval(args) -> int:
     command = " ".join(["python -m vcaption.compare --task retrieval"]
                        + ([f"--runs {args.runs}"] if args.runs else [])
                        + ([f"--output {args.output}"] if args.output else [])
-                       + ([f"--test-images {args.test_images}"] if args.test_images else [])
+                       + ([f"--max-test-images {args.max_test_images}"] if args.max_test_images else [])
                        + [f"--set {o}" for o in args.overrides])
-    comparison.run(runs, output, args.overrides, args.test_images, command)
+    comparison.run(runs, output, args.overrides, args.max_test_images, command)
     return 0
 
 

@@ -1,13 +1,13 @@
 """One image-sentence retrieval table across families: `python -m vcaption.compare --task retrieval`.
 
     python -m vcaption.compare --task retrieval [--runs runs/compare_retrieval]
-        [--output docs/retrieval_table.md] [--test-images N] [--set section.field=value ...]
+        [--output docs/retrieval_table.md] [--max-test-images N] [--set section.field=value ...]
 
 Every system trains (or, if its run directory holds a finished run — its `metrics.json` — is only
 reloaded, not evaluated again) on one
 preprocessed world — the built-in shapes world in COCO format, so that the records carry the
 object boxes the region rankers need; `--set data.*` sizes it — and scores the same test images
-and sentences (`embedding.load_split`, the first `--test-images`):
+and sentences (`embedding.load_split`, the first `--max-test-images`):
 
 | row | preset | score matrix |
 |---|---|---|
