@@ -122,7 +122,8 @@ def markdown_table(table: dict, command: str, notes: str = "") -> str:
     for system, row in table.items():
         values = [f"{100 * row[side][c]:.1f}" if c != "medr" else f"{row[side][c]:.0f}"
                   for side in ("i2t", "t2i") for c in cells]
-        lines.append(f"| {LABELS.get(system, system)} (`{system}`) | " + " | ".join(values) + " |")
+        label = LABELS.get(system, system).replace("|", "\\|")  # P(S|I) inside a Markdown cell
+        lines.append(f"| {label} (`{system}`) | " + " | ".join(values) + " |")
     any_row = next(iter(table.values()))
     return "\n".join([
         "# Image-sentence retrieval across families on the built-in shapes world",
