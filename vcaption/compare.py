@@ -2,6 +2,11 @@
 
     python -m vcaption.compare [--presets lrcn_1u,lrcn_2u,lrcn_2f,lrcn_2f_rnn,karpathy_mrnn,mao_mrnn]
         [--runs runs/compare] [--output docs/captioning_table.md] [--set section.field=value ...]
+    python -m vcaption.compare --task retrieval [--runs runs/compare_retrieval]
+        [--output docs/retrieval_table.md] [--max-test-images N] [--set section.field=value ...]
+
+`--task retrieval` is the one image-sentence retrieval table across families (region rankers,
+whole-image embeddings, captioners by likelihood): `vcaption.retrieval.comparison`.
 
 Each preset trains with `vcaption.train` into `<runs>/<preset>` (a finished run is resumed, i.e. only
 re-evaluated, so the command can be re-run after an interruption), then the table — rows = presets,
@@ -49,11 +54,19 @@ def markdown_table(rows: dict[str, dict], command: str, notes: str = "") -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("python -m vcaption.compare", __doc__.split("\n")[0])
+    parser.add_argument("--task", choices=("caption", "retrieval"), default="caption",
+                        help="caption: the captioning table (default); retrieval: the retrieval table "
+                             "across families")
     parser.add_argument("--presets", default=",".join(DEFAULT_PRESETS),
-                        help="comma-separated presets, one row each")
-    parser.add_argument("--runs", default="runs/compare", help="directory of the runs (<runs>/<preset>)")
-    parser.add_argument("--output", default="docs/captioning_table.md",
-                        help="the Markdown table (and its .json next to it)")
+                        help="comma-separated presets, one row each (--task caption)")
+    parser.add_argument("--runs", default=None, help="directory of the runs (<runs>/<preset>); default "
+                                                     "runs/compare, or runs/compare_retrieval (which "
+                                                     "also gets the score matrices and retrieval.json)")
+    parser.add_argument("--output", default=None,
+                        help="the Markdown table; default docs/captioning_table.md (with its .json "
+                             "next to it), or docs/retrieval_table.md")
+    parser.add_argument("--max-test-images", type=int, default=None,
+                        help="--task retrieval: score the first N test images (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
                         help="override a config field of every preset; repeatable")
@@ -63,10 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     logs.configure(args.verbose)
+    if args.task == "retrieval":
+        return compare_retrieval(args)
+    args.runs = args.runs or "runs/compare"
+    args.output = args.output or "docs/captioning_table.md"
 
     from vcaption import config as config_lib
     from vcaption import presets as presets_lib
-    from vcaption import train
+    from vcaption.runtime.task import run_preset
 
     presets = [p for p in args.presets.split(",") if p]
 
@@ -76,7 +93,7 @@ def main(argv=None) -> int:
         if index > 0:  # one blind baseline (of the first preset) is enough for the table
             cfg = config_lib.apply_overrides(cfg, ["train.baselines=False"])
         print(f"=== {name} ({index + 1}/{len(presets)})", flush=True)
-        result = train.run(cfg, os.path.join(args.runs, name), verbose=2)
+        result = run_preset(cfg, os.path.join(args.runs, name), verbose=2)
         rows[name] = result["model"]
         blind = blind or result["baselines"].get("blind")
     if blind:
@@ -92,6 +109,23 @@ def main(argv=None) -> int:
     with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
         json.dump(rows, f, indent=1)
     print(open(args.output).read())
+    return 0
+
+
+def compare_retrieval(args) -> int:
+    from vcaption.retrieval import comparison
+
+    if args.presets != ",".join(DEFAULT_PRESETS):
+        print("compare --task retrieval: its systems are fixed (vcaption.retrieval.comparison.SYSTEMS); "
+              "--presets ignored")
+    runs = args.runs or "runs/compare_retrieval"
+    output = args.output or "docs/retrieval_table.md"
+    command = " ".join(["python -m vcaption.compare --task retrieval"]
+                       + ([f"--runs {args.runs}"] if args.runs else [])
+                       + ([f"--output {args.output}"] if args.output else [])
+                       + ([f"--max-test-images {args.max_test_images}"] if args.max_test_images else [])
+                       + [f"--set {o}" for o in args.overrides])
+    comparison.run(runs, output, args.overrides, args.max_test_images, command)
     return 0
 
 

@@ -18,6 +18,7 @@ MODELS = {
     "S2VTCaptioner": "vcaption.video.s2vt",
     "VQAModel": "vcaption.vqa.model",
     "RegionRanker": "vcaption.retrieval.ranker",
+    "VisualSemanticEmbedding": "vcaption.retrieval.vse",
     "ObjectClassifier": "vcaption.objects.model",
 }
 

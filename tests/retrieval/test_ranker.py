@@ -42,6 +42,59 @@ def test_pairwise_scores_is_equation_8():
     np.testing.assert_allclose(mean, want / np.array([3, 6]), rtol=1e-5, atol=1e-5)
 
 
+def test_equation_7_on_a_hand_computed_case():
+    # One image with two regions, one sentence of two words (and padding), h = 2:
+    #   v_1 = (1, 0), v_2 = (0, 2);  s_1 = (3, -1), s_2 = (-1, -1), s_3 = padding (9, 9).
+    #   v_1ᵀs_1 = 3, v_2ᵀs_1 = -2, v_1ᵀs_2 = -1, v_2ᵀs_2 = -2.
+    #   Eq. 7: max(0, 3) + max(0, -2) + max(0, -1) + max(0, -2) = 3.
+    #   Eq. 8: max(3, -2) + max(-1, -2) = 3 - 1 = 2.
+    v = np.array([[[1.0, 0.0], [0.0, 2.0]]], np.float32)
+    s = np.array([[[3.0, -1.0], [-1.0, -1.0], [9.0, 9.0]]], np.float32)
+    ids = np.array([[5, 6, 0]])
+    assert float(ranker.pairwise_scores(v, s, ids, score="eq7")[0, 0]) == pytest.approx(3.0)
+    assert float(ranker.pairwise_scores(v, s, ids)[0, 0]) == pytest.approx(2.0)
+    assert float(ranker.pairwise_scores(v, s, ids, "mean", score="eq7")[0, 0]) == pytest.approx(1.5)
+    assert float(ranker.paired_scores(v, s, ids, score="eq7")[0]) == pytest.approx(3.0)
+    # A second positive region adds to Eq. 7 but not to Eq. 8's max: v_3 = (1, 0) again.
+    v3 = np.concatenate([v, [[[2.0, 0.0]]]], axis=1)
+    assert float(ranker.pairwise_scores(v3, s, ids, score="eq7")[0, 0]) == pytest.approx(3.0 + 6.0)
+    assert float(ranker.pairwise_scores(v3, s, ids)[0, 0]) == pytest.approx(6.0 - 1.0)
+
+
+def test_equation_7_counts_a_repeated_box_once(tmp_path):
+    model = _model(score="eq7")
+    x = _inputs(regions=2)
+    padded = dict(x, boxes=np.concatenate([x["boxes"], x["boxes"][:, :1], x["boxes"][:, 1:2]], axis=1))
+    regions = model.embed_regions(padded["image"], padded["boxes"]).numpy()  # [3, 4, 8]
+    assert np.all(regions[:, 2:] == 0)  # the two repeats are zero vectors
+    words = model.embed_words(x["words"])
+    np.testing.assert_allclose(model.score(regions, words, x["words"]),
+                               model.score(model.embed_regions(x["image"], x["boxes"]), words, x["words"]),
+                               rtol=1e-5, atol=1e-5)
+    # Eq. 8's max ignores repeats without any masking: the layer is only in an Eq. 7 model.
+    assert "distinct_regions" not in [layer.name for layer in _model().layers]
+    run_saving_test(model, padded, tmp_path, atol=1e-5)
+
+
+def test_fragment_loss_is_defrags_objective_with_balanced_signs():
+    rng = np.random.default_rng(2)
+    v = rng.normal(size=(3, 2, 4)).astype(np.float32)
+    boxes = np.tile(np.array([[[0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]]], np.float32), (3, 1, 1))
+    boxes[2, 1] = boxes[2, 0]  # a repeated region: left out
+    s = rng.normal(size=(3, 3, 4)).astype(np.float32)
+    ids = np.array([[4, 5, 0], [6, 0, 0], [7, 8, 9]])
+    positive, negative = [], []
+    for k in range(3):
+        for l in range(3):
+            for i in range(2):
+                for t in range(3):
+                    if ids[l, t] and not (k == 2 and i == 1):
+                        y = 1.0 if k == l else -1.0
+                        (positive if k == l else negative).append(max(0.0, 1.0 - y * float(v[k, i] @ s[l, t])))
+    want = np.mean(positive) + np.mean(negative)
+    assert float(ranker.fragment_loss(v, s, ids, boxes)) == pytest.approx(want, rel=1e-5)
+
+
 def test_ranking_loss_is_equation_9_and_vsepp_takes_the_hardest():
     scores = np.array([[3.0, 2.5, 0.0], [1.0, 1.0, 4.0], [0.2, 0.1, 2.0]], np.float32)
     want = 0.0
@@ -114,3 +167,5 @@ def test_bad_settings_are_refused():
         _model(region_features="selective")
     with pytest.raises(ValueError, match="score_normalization"):
         _model(score_normalization="max")
+    with pytest.raises(ValueError, match="score must be one of"):
+        _model(score="eq9")

@@ -15,7 +15,8 @@ boxes, normalised (ymin, xmin, ymax, xmax) — the whole image is prepended in-g
 - `score(image_bytes [B], boxes [B, R, 4], sentences [B])` -> `scores` [B]: S_kl (Eq. 8) of each
   row's image and sentence. To rank K images against L sentences, send the K·L pairs, or embed
   the images and sentences once and take S_kl = Σ_t max_i v_iᵀ s_t over the first `lengths[l]`
-  words (÷ lengths[l] for a ranker trained with `score_normalization="mean"`);
+  words (÷ lengths[l] for a ranker trained with `score_normalization="mean"`; for `score="eq7"`,
+  Σ_t Σ_i max(0, v_iᵀ s_t) instead, the regions of repeated boxes being zero vectors);
 - `align(image_bytes [B], boxes [B, R, 4], sentence [B], beta [B])` -> for each row, `tokens` [B, T]
   (padded with ""), `lengths` [B], `regions` [B, T] (index into the row's boxes with the whole
   image first; -1 past the sentence's end), `boxes` [B, T, 4] (each word's box) and `scores`
@@ -29,6 +30,15 @@ R): the stock model server refuses a batch that mixes them (`pad_variable_length
 so send every request with the same R (pad with repeated boxes). T is the longest sentence of the
 batch the request ran in: read `lengths`, not T.
 
+A whole-image embedding (`vcaption.retrieval.vse.VisualSemanticEmbedding`, Kiros et al. / VSE++)
+exports through `export_vse` with
+
+- `embed_image(image_bytes [B])` -> `embedding` [B, D] (unit length);
+- `embed_sentence(sentences [B])` -> `embedding` [B, D] (unit length), `tokens` [B, T], `lengths` [B];
+- `score(image_bytes [B], sentences [B])` -> `scores` [B]: the cosine of each row's pair (the
+  `serving_default`). To rank K images against L sentences, embed both once and take the
+  [K, L] matrix of dot products.
+
 The vocabulary travels as an asset (`text.Vocabulary` tables); only variables and tables are
 tracked, so the export loads with plain TensorFlow.
 """
@@ -41,6 +51,12 @@ from vcaption import images, text
 from vcaption.retrieval.mrf import viterbi_tf
 from vcaption.retrieval.ranker import WHOLE_IMAGE_BOX, paired_scores
 from vcaption.runtime import export_core
+
+
+def _sentence_ids(vocabulary: text.Vocabulary, sentences, max_length: int):
+    """(ids int32 [L, T] 0-padded, tokens ragged [L, (T)]) of the first `max_length` words."""
+    tokens = text.tokenize(sentences)[:, :max_length]  # [L, (T)]
+    return tf.cast(vocabulary.lookup(tokens), tf.int32).to_tensor(), tokens
 
 
 def _same_rows(image_bytes, **others) -> list:
@@ -75,7 +91,7 @@ class RankerServingModule(tf.Module):
         self.vocabulary = vocabulary
         self.model_variables = list(model.variables)  # variables, not the Keras model
         image_size = model.image_size
-        normalization = model.score_normalization
+        normalization, score_function = model.score_normalization, model.score_function
 
         def pixels(image_bytes):
             return images.preprocess_images(image_bytes, image_size, max_pixels)
@@ -90,8 +106,7 @@ class RankerServingModule(tf.Module):
             return model._image_half({"image": pixels(image_bytes), "boxes": boxes}, training=False), boxes
 
         def words_of(sentences):
-            tokens = text.tokenize(sentences)[:, :max_length]  # [L, (T)]
-            ids = tf.cast(vocabulary.lookup(tokens), tf.int32).to_tensor()  # [L, T], 0 = padding
+            ids, tokens = _sentence_ids(vocabulary, sentences, max_length)  # [L, T], 0 = padding
             words = model._sentence_half(ids, training=False)
             return words, ids, tokens
 
@@ -116,7 +131,7 @@ class RankerServingModule(tf.Module):
                 image_bytes = tf.identity(image_bytes)
             regions, _ = regions_of(image_bytes, boxes)
             words, ids, _ = words_of(sentences)
-            return {"scores": paired_scores(regions, words, ids, normalization)}  # [B]
+            return {"scores": paired_scores(regions, words, ids, normalization, score_function)}  # [B]
 
         @tf.function(input_signature=[image_spec, boxes_spec,
                                       tf.TensorSpec([None], tf.string, name="sentence"),
@@ -159,6 +174,74 @@ class RankerServingModule(tf.Module):
                 "score": self.score.get_concrete_function(),
                 "align": self.align.get_concrete_function(),
                 "serving_default": self.score.get_concrete_function()}
+
+
+class VSEServingModule(tf.Module):
+    """A `VisualSemanticEmbedding` wrapped for serving (signatures in the module docstring).
+
+    Args:
+        model: a trained `VisualSemanticEmbedding`.
+        vocabulary: `text.Vocabulary` built from the run's vocab.txt.
+        max_length: words kept per sentence.
+        max_pixels: images whose header claims more pixels are refused before decoding.
+    """
+
+    def __init__(self, model, vocabulary: text.Vocabulary, max_length: int = 16,
+                 max_pixels: int = images.DEFAULT_MAX_PIXELS):
+        super().__init__(name="vse")
+        if vocabulary.size != model.vocab_size:
+            raise ValueError(f"vocabulary has {vocabulary.size} tokens but the model has {model.vocab_size}")
+        self.vocabulary = vocabulary
+        self.model_variables = list(model.variables)  # variables, not the Keras model
+        image_size = model.image_size
+
+        def image_embedding(image_bytes):
+            pixels = images.preprocess_images(image_bytes, image_size, max_pixels)
+            return model._image_half(pixels, training=False)  # [B, D]
+
+        def sentence_embedding(sentences):
+            ids, tokens = _sentence_ids(vocabulary, sentences, max_length)
+            # At least one column: a batch of empty sentences embeds as zero vectors (score 0).
+            ids = tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+            return model._sentence_half(ids, training=False), tokens  # [B, D]
+
+        image_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+        sentences_spec = tf.TensorSpec([None], tf.string, name="sentences")
+
+        @tf.function(input_signature=[image_spec])
+        def embed_image(image_bytes):
+            return {"embedding": image_embedding(image_bytes)}
+
+        @tf.function(input_signature=[sentences_spec])
+        def embed_sentence(sentences):
+            embedding, tokens = sentence_embedding(sentences)
+            return {"embedding": embedding, "tokens": tokens.to_tensor(default_value=""),
+                    "lengths": tf.cast(tokens.row_lengths(), tf.int32)}
+
+        @tf.function(input_signature=[image_spec, sentences_spec])
+        def score(image_bytes, sentences):
+            with tf.control_dependencies(_same_rows(image_bytes, sentences=sentences)):
+                image_bytes = tf.identity(image_bytes)
+            sentence, _ = sentence_embedding(sentences)
+            return {"scores": tf.reduce_sum(image_embedding(image_bytes) * sentence, axis=-1)}  # [B]
+
+        self.embed_image, self.embed_sentence, self.score = embed_image, embed_sentence, score
+
+    def signatures(self) -> dict:
+        return {"embed_image": self.embed_image.get_concrete_function(),
+                "embed_sentence": self.embed_sentence.get_concrete_function(),
+                "score": self.score.get_concrete_function(),
+                "serving_default": self.score.get_concrete_function()}
+
+
+def export_vse(model, vocab_path: str, export_dir_root: str, name: str, max_length: int = 16) -> str:
+    """Saves a `VisualSemanticEmbedding` as `<root>/<name>/<next version>/` with a warmup request;
+    returns the path. Arguments as in `export_ranker`."""
+    module = VSEServingModule(model, text.Vocabulary(vocab_path), max_length)
+    warmup = {"image_bytes": tf.constant([export_core.warmup_jpeg()]),
+              "sentences": tf.constant(["a red circle"])}
+    return export_core.save_versioned(module, module.signatures(), export_dir_root, name,
+                                      warmup_inputs=warmup, warmup_signature="score")
 
 
 def export_ranker(model, vocab_path: str, export_dir_root: str, name: str, max_length: int = 16) -> str:

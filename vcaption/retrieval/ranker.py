@@ -17,7 +17,12 @@ Image regions and sentence words are embedded in one h-dimensional space:
       h^f_t = f(e_t + W_f h^f_{t-1} + b_f)     (4)
       h^b_t = f(e_t + W_b h^b_{t+1} + b_b)     (5)
       s_t = f(W_d (h^f_t + h^b_t) + b_d)       (6)
-* image-sentence score (Eq. 8): S_kl = Σ_{t ∈ g_l} max_{i ∈ g_k} v_iᵀ s_t.
+* image-sentence score (Eq. 8): S_kl = Σ_{t ∈ g_l} max_{i ∈ g_k} v_iᵀ s_t, or with `score="eq7"`
+  the DeFrag-style score the paper compares it with (Eq. 7, Karpathy et al. 2014):
+      S_kl = Σ_{t ∈ g_l} Σ_{i ∈ g_k} max(0, v_iᵀ s_t)
+  every region with a positive dot product counts, not only the best one. g_k is the set of the
+  image's *distinct* regions: a sum (unlike a max) would count a repeated box once per copy, so
+  the model zeroes the vectors of repeated boxes (`DistinctRegions`) and they add max(0, 0) = 0.
 * loss (Eq. 9), over all pairs of a minibatch of matching (image k, sentence k):
       C = Σ_k [ Σ_l max(0, S_kl - S_kk + 1) + Σ_l max(0, S_lk - S_kk + 1) ]
   or, with `hardest_negative=True` (Faghri et al., VSE++), the max over l instead of the sum.
@@ -47,6 +52,7 @@ from vcaption.layers import Recurrence
 
 REGION_FEATURES = ("crop", "shared_map")
 SCORE_NORMALIZATIONS = ("sum", "mean")
+SCORES = ("eq8", "eq7")
 WHOLE_IMAGE_BOX = (0.0, 0.0, 1.0, 1.0)
 BATCHNORM_MOMENTUM = 0.9
 
@@ -108,6 +114,27 @@ class PerRegion(keras.layers.Layer):
         return (boxes_shape[0], boxes_shape[1], flat_shape[-1])
 
 
+def repeated_boxes(boxes):
+    """bool [B, R]: box r of an image repeats one of its boxes 0 .. r-1 (padding)."""
+    same = tf.reduce_all(boxes[:, :, tf.newaxis, :] == boxes[:, tf.newaxis, :, :], axis=-1)  # [B, R, R]
+    count = tf.shape(boxes)[1]
+    earlier = tf.range(count)[tf.newaxis, :] < tf.range(count)[:, tf.newaxis]  # [R, R]: j < i
+    return tf.reduce_any(same & earlier[tf.newaxis], axis=2)
+
+
+@keras.saving.register_keras_serializable(package="vcaption")
+class DistinctRegions(keras.layers.Layer):
+    """Zeroes the vector of every region whose box repeats an earlier box of its image:
+    [B, R, h], [B, R, 4] -> [B, R, h]. Images with fewer than R regions (and serving clients)
+    pad with repeated boxes, which Eq. 8's max ignores but Eq. 7's sum would count again."""
+
+    def call(self, regions, boxes):
+        return regions * tf.cast(~repeated_boxes(boxes), regions.dtype)[:, :, tf.newaxis]
+
+    def compute_output_shape(self, regions_shape, boxes_shape):
+        return regions_shape
+
+
 @keras.saving.register_keras_serializable(package="vcaption")
 class ReverseByLength(keras.layers.Layer):
     """Reverses each sequence within its own length (0-padded ids give the lengths), so that the
@@ -121,37 +148,45 @@ class ReverseByLength(keras.layers.Layer):
         return sequence_shape
 
 
-def pairwise_scores(regions, words, word_ids, normalization: str = "sum"):
-    """S_kl of Eq. 8 for every image k and sentence l.
+def _over_regions(dots, axis: int, score: str):
+    """Eq. 8: max_i v_iᵀ s_t; Eq. 7: Σ_i max(0, v_iᵀ s_t) (repeated regions are zero vectors)."""
+    if score == "eq7":
+        return tf.reduce_sum(tf.nn.relu(dots), axis=axis)
+    return tf.reduce_max(dots, axis=axis)
+
+
+def pairwise_scores(regions, words, word_ids, normalization: str = "sum", score: str = "eq8"):
+    """S_kl of Eq. 8 (or Eq. 7) for every image k and sentence l.
 
     Args:
         regions: v, float [K, R, h].
         words: s, float [L, T, h].
         word_ids: int [L, T]; 0 marks padding (contributes nothing).
         normalization: "sum" (Eq. 8) or "mean" (divided by the sentence length).
+        score: "eq8" (max over regions) or "eq7" (sum over regions of the positive dot products).
 
     Returns:
         float32 [K, L].
     """
     dots = tf.einsum("krh,lth->klrt", regions, words)  # [K, L, R, T]: v_iᵀ s_t
-    best = tf.reduce_max(dots, axis=2)  # [K, L, T]: max over the image's regions
+    best = _over_regions(dots, 2, score)  # [K, L, T]
     return _sum_over_words(best, tf.cast(word_ids != 0, best.dtype)[tf.newaxis], normalization)  # [K, L]
 
 
-def paired_scores(regions, words, word_ids, normalization: str = "sum"):
-    """S_kl of Eq. 8 for the pairs (image b, sentence b) of two equally long batches.
+def paired_scores(regions, words, word_ids, normalization: str = "sum", score: str = "eq8"):
+    """S_kl of Eq. 8 (or Eq. 7) for the pairs (image b, sentence b) of two equally long batches.
 
     Args:
         regions: v, float [B, R, h].
         words: s, float [B, T, h].
         word_ids: int [B, T]; 0 marks padding (contributes nothing).
-        normalization: as in `pairwise_scores`.
+        normalization, score: as in `pairwise_scores`.
 
     Returns:
         float32 [B]: the diagonal of `pairwise_scores`, without computing the rest.
     """
     dots = tf.einsum("brh,bth->brt", regions, words)  # [B, R, T]: v_iᵀ s_t
-    best = tf.reduce_max(dots, axis=1)  # [B, T]: max over the image's regions
+    best = _over_regions(dots, 1, score)  # [B, T]
     return _sum_over_words(best, tf.cast(word_ids != 0, best.dtype), normalization)  # [B]
 
 
@@ -180,6 +215,41 @@ def ranking_loss(scores, margin: float = 1.0, hardest_negative: bool = False):
     return tf.reduce_mean(per_pair)
 
 
+def fragment_loss(regions, words, word_ids, boxes):
+    """DeFrag's fragment alignment objective (Karpathy, Joulin & Fei-Fei 2014, §3.2, without its
+    MIL refinement) on a minibatch of matching pairs (image k, sentence k):
+
+        C_F = Σ_{i,t} max(0, 1 - y_it v_iᵀ s_t),  y_it = +1 if region i and word t belong to a
+        matching image and sentence, -1 otherwise.
+
+    Eq. 7 alone collapses: its clamp max(0, ·) has no gradient once every v_iᵀ s_t <= 0, and the
+    many negative pairs of Eq. 9 push there (here every score was 0 within 20 steps, at learning
+    rates 1e-3 and 1e-4, sum or max of hinges) — the PAMI paper notes DeFrag needs "additional
+    objectives". Each term keeps the dot products of matching fragments above the clamp. The
+    positive and the negative fragment pairs are averaged separately and summed, so the K - 1
+    times more negative pairs do not outweigh the positive ones (our choice; DeFrag sums).
+
+    Args:
+        regions: v [B, R, h].
+        words: s [B, T, h].
+        word_ids: int [B, T]; 0 marks padding.
+        boxes: [B, R, 4]; regions whose box repeats an earlier one are left out.
+    """
+    dots = tf.einsum("krh,lth->klrt", regions, words)  # [K, L, R, T]
+    batch = tf.shape(dots)[0]
+    matching = tf.eye(batch, dtype=dots.dtype)[:, :, tf.newaxis, tf.newaxis]  # [K, L, 1, 1]
+    sign = 2.0 * matching - 1.0
+    real_region = tf.cast(~repeated_boxes(boxes), dots.dtype)[:, tf.newaxis, :, tf.newaxis]
+    real_word = tf.cast(word_ids != 0, dots.dtype)[tf.newaxis, :, tf.newaxis, :]
+    mask = real_region * real_word  # [K, L, R, T]
+    hinge = tf.nn.relu(1.0 - sign * dots) * mask
+
+    def mean(weight):
+        return tf.reduce_sum(hinge * weight) / tf.maximum(tf.reduce_sum(mask * weight), 1.0)
+
+    return mean(matching) + mean(1.0 - matching)
+
+
 @keras.saving.register_keras_serializable(package="vcaption")
 class RegionRanker(keras.Model):
     """Karpathy & Fei-Fei's region/word embedding model (Eqs. 1-9); see the module docstring.
@@ -197,7 +267,11 @@ class RegionRanker(keras.Model):
         filters: channels of the small CNN's blocks.
         box_geometry: append the normalised box and its area to CNN(I_b) before W_m.
         score_normalization: "sum" (Eq. 8) or "mean" over the sentence's words.
+        score: "eq8" (S_kl = Σ_t max_i v_iᵀ s_t, the paper's) or "eq7" (DeFrag-style
+            Σ_t Σ_i max(0, v_iᵀ s_t)), for training and for scoring.
         margin: the margin of Eq. 9 (1 in the paper).
+        fragment_weight: weight of DeFrag's fragment objective (`fragment_loss`) added to Eq. 9;
+            0 (Eq. 8's setting) leaves it out. An Eq. 7 model needs it to train at all.
         hardest_negative: VSE++ max-of-hinges instead of the sum over the minibatch.
 
     Example:
@@ -214,7 +288,9 @@ class RegionRanker(keras.Model):
     def __init__(self, vocab_size, hidden_units=128, embedding_dim=128, image_size=64,
                  region_features="crop", crop_size=32, feature_dim=128, filters=(16, 32, 64),
                  box_geometry=True, score_normalization="sum", margin=1.0, hardest_negative=False,
-                 **kwargs):
+                 score="eq8", fragment_weight=0.0, **kwargs):
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if region_features not in REGION_FEATURES:
             raise ValueError(f"region_features must be one of {REGION_FEATURES}, got {region_features!r}")
         if score_normalization not in SCORE_NORMALIZATIONS:
@@ -248,6 +324,8 @@ class RegionRanker(keras.Model):
             geometry = BoxGeometry(name="box_geometry")(boxes)  # [B, R, 5]
             per_region = keras.layers.Concatenate(name="region_and_box")([per_region, geometry])
         regions = keras.layers.Dense(hidden_units, name="W_m")(per_region)  # v_i = W_m CNN(I_b) + b_m
+        if score == "eq7":
+            regions = DistinctRegions(name="distinct_regions")(regions, boxes)
 
         # --- words, Eqs. 2-6 -----------------------------------------------------------------
         x = keras.layers.Embedding(vocab_size, embedding_dim, name="W_w")(words)  # (2)
@@ -276,6 +354,8 @@ class RegionRanker(keras.Model):
         self.score_normalization = score_normalization
         self.margin = float(margin)
         self.hardest_negative = bool(hardest_negative)
+        self.score_function = score
+        self.fragment_weight = float(fragment_weight)
 
     # --- the two embedding halves, for retrieval and alignment ----------------------------
     def embed_regions(self, image, boxes):
@@ -287,12 +367,16 @@ class RegionRanker(keras.Model):
         return self._sentence_half(word_ids, training=False)
 
     def score(self, regions, words, word_ids):
-        """S [K, L] (Eq. 8) from `embed_regions` and `embed_words` outputs."""
-        return pairwise_scores(regions, words, word_ids, self.score_normalization)
+        """S [K, L] (Eq. 8 or 7) from `embed_regions` and `embed_words` outputs."""
+        return pairwise_scores(regions, words, word_ids, self.score_normalization, self.score_function)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        scores = pairwise_scores(y_pred["regions"], y_pred["words"], x["words"], self.score_normalization)
+        scores = pairwise_scores(y_pred["regions"], y_pred["words"], x["words"], self.score_normalization,
+                                 self.score_function)
         loss = ranking_loss(scores, self.margin, self.hardest_negative)  # Eq. 9
+        if self.fragment_weight:
+            loss = loss + self.fragment_weight * fragment_loss(y_pred["regions"], y_pred["words"], x["words"],
+                                                                x["boxes"])
         return loss + (ops.sum(self.losses) if self.losses else 0.0)
 
     def get_config(self):
@@ -304,6 +388,7 @@ class RegionRanker(keras.Model):
             "feature_dim": self.feature_dim, "filters": list(self.filters),
             "box_geometry": self.box_geometry, "score_normalization": self.score_normalization,
             "margin": self.margin, "hardest_negative": self.hardest_negative,
+            "score": self.score_function, "fragment_weight": self.fragment_weight,
         }
 
     @classmethod

@@ -16,6 +16,11 @@ split writes
 Export (`--set export.saved_models_dir=DIR`, or later `python -m vcaption.export --run DIR`): the
 ranker SavedModel of `vcaption.retrieval.export`.
 
+The whole-image embedding models (`VisualSemanticEmbedding`: presets `vsepp_mh`, `kiros_sh`) run
+through this task too — they offer the ranker's `embed_regions` / `embed_words` / `score` — on the
+same data, with the same validation and test evaluation; they have no alignment, and export the
+`embed_image` / `embed_sentence` / `score` SavedModel of `export.export_vse`.
+
 `task_args`: `max_regions` (R, whole image included), `val_images` (images scored for model
 selection and β), `scenes` (scenes.json ground truth for alignment accuracy; found by itself for
 the built-in world).
@@ -36,7 +41,8 @@ from vcaption.metrics import retrieval
 from vcaption.retrieval import alignment
 from vcaption.retrieval import data as ranker_data
 from vcaption.retrieval.embedding import embed_split, score_matrix
-from vcaption.retrieval.export import export_ranker
+from vcaption.retrieval.export import export_ranker, export_vse
+from vcaption.retrieval.ranker import RegionRanker
 from vcaption.runtime import builtin_data, devices
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
@@ -143,7 +149,9 @@ class RankerTask(Task):
                 {cfg.name: rows["model"], "upper bound (duplicates)": rows["upper bound (duplicates)"]},
                 f"test split, {protocol} protocol: {fold['folds']} fold(s) of {fold['images']} images"))
         scenes = scenes_path(cfg)
-        if scenes:
+        if not isinstance(model, RegionRanker):
+            print(f"alignment accuracy skipped: {type(model).__name__} has no regions to align words to")
+        elif scenes:
             result["alignment"] = alignment.evaluate_alignment(
                 model, data.directory, scenes, max_regions(cfg), run.path,
                 int(cfg.task_args.get("val_images", DEFAULT_VAL_IMAGES)))
@@ -154,13 +162,19 @@ class RankerTask(Task):
         return result
 
     def export(self, cfg, data, trained, run):
-        return export_ranker(trained[cfg.name].model, run.data.vocabulary_path, cfg.export.saved_models_dir,
-                             cfg.export.name or cfg.name, cfg.data.max_length)
+        return export_model(trained[cfg.name].model, run.data.vocabulary_path, cfg.export.saved_models_dir,
+                            cfg.export.name or cfg.name, cfg.data.max_length)
 
     def export_run(self, run, output, name, options):
         ignored = sorted(f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None)
         if ignored:
             print(f"export: a ranker has no {', '.join(ignored)}; ignored")
         config = run.read_config()
-        return export_ranker(registry.load_model(run.file("model.keras")), run.data.vocabulary_path, output,
-                             name, config["data"]["max_length"])
+        return export_model(registry.load_model(run.file("model.keras")), run.data.vocabulary_path, output,
+                            name, config["data"]["max_length"])
+
+
+def export_model(model, vocab_path: str, output: str, name: str, max_length: int) -> str:
+    """The region ranker's SavedModel, or the whole-image embedding's (`export.export_vse`)."""
+    export = export_ranker if isinstance(model, RegionRanker) else export_vse
+    return export(model, vocab_path, output, name, max_length)
