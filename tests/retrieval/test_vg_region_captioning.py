@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 from helpers import TF_ONLY_PREAMBLE
 
@@ -78,6 +79,36 @@ def _caption_in_tensorflow_only_process(export_dir, crops: list[bytes], tmp_path
                     str(tmp_path / "out.json")], check=True, cwd=str(tmp_path),
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_region_model_of_a_run_exports_and_captions_in_tensorflow_only(tmp_path):
+    """A run directory as the task leaves it (the region model, its records' vocabulary in data/,
+    config.json) exports alone, and a TensorFlow-only process captions region crops with it."""
+    import keras
+    import tensorflow as tf
+
+    from vcaption import export as export_cli
+    from vcaption import images, presets, text
+    from vcaption.captioning.lrcn import LRCNCaptioner
+    from vcaption.runtime.run_directory import RunDirectory
+
+    words = "a red blue circle square small large the is shape".split()
+    keras.utils.set_random_seed(0)
+    model = LRCNCaptioner(vocab_size=len(text.RESERVED_TOKENS) + len(words), variant="2f", hidden_units=8,
+                          embedding_dim=6, encoder="small_cnn", image_size=16, dropout=0.0)
+    run = RunDirectory(str(tmp_path / "run"))
+    model.save(run.file("model.keras"))
+    text.Vocabulary.write(words, os.path.join(run.data.directory, "vocab.txt"))
+    cfg = presets.get_preset("karpathy_vg_regions")
+    run.write_config(dataclasses.replace(cfg, decode=dataclasses.replace(cfg.decode, beam_size=2, n_best=2)))
+    path = export_cli.export_run(run.path, str(tmp_path / "saved_models"))
+    assert path == str(tmp_path / "saved_models" / "karpathy_vg_regions" / "1")
+    rng = np.random.default_rng(0)
+    crops = [images.encode_jpeg(tf.constant(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))).numpy()
+             for h, w in ((16, 16), (20, 9), (40, 33))]  # crops of any shape are warped to 16 x 16
+    served = _caption_in_tensorflow_only_process(path, crops, tmp_path)
+    assert served["modules"] == [] and len(served["captions"]) == 3
+    assert all(len(row) == 2 and set(" ".join(row).split()) <= set(words) for row in served["captions"])
 
 
 @pytest.mark.slow
