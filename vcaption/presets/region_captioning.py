@@ -41,7 +41,11 @@ def karpathy_vg_regions() -> ExperimentConfig:
     images (vocabulary: words seen >= 15 times), the full-frame model on the world's whole images
     and sentences, 800 steps each; both caption the test regions merged at IoU >= 0.7
     (`task.merge_iou`), each scored against all its phrases.
-    Result: README, "Region captioning with strong supervision (Table 5)".
+    Result (one run, 32 min wall on a 2-core CPU at load ~20, 7.6 min of CPU, world made on first
+    use): 3,455 test boxes of 300 images merged into 952 regions (3.63 phrases each), beam 3:
+    METEOR region-level 0.510 vs full-frame 0.210 (paper: 0.272 vs 0.209); BLEU-1..4 0.779 / 0.741
+    / 0.740 / 0.580 vs 0.195 / 0.121 / 0.070 / 0.035, ROUGE-L 0.827 vs 0.299, CIDEr-D 3.209 vs
+    0.155. README, "Region captioning with strong supervision (Table 5)".
     """
     captioner = lrcn_2f()
     return ExperimentConfig(
