@@ -38,7 +38,8 @@ def test_training_regions_stay_raw_and_evaluation_regions_merge():
         examples, {"train": 1, "val": 5, "test": 5}, merge_iou=0.7)
     assert items["train"] == [{"image_id": "1", "box": (0, 0, 10, 10), "phrases": ["red ball"]},
                               {"image_id": "1", "box": (0, 0, 10, 11), "phrases": ["a red circle"]}]
-    assert items["test"] == [{"image_id": "3", "box": (0.0, 0.0, 10.0, 10.5), "phrases": ["red ball", "a red circle"]},
+    assert items["test"] == [{"image_id": "3", "box": (0.0, 0.0, 10.0, 10.5),
+                              "phrases": ["red ball", "a red circle"]},
                              {"image_id": "3", "box": (30.0, 30.0, 5.0, 5.0), "phrases": ["blue box"]}]
     assert [i["phrases"] for i in items["val"]] == [["small purple diamond"]]
     assert set(items) == {"train", "val", "test"} and paths == {"1": "/images/1.jpg", "3": "/images/3.jpg",
@@ -67,7 +68,8 @@ CAPTION_SCRIPT = TF_ONLY_PREAMBLE + textwrap.dedent("""
     out = tf.saved_model.load(export_dir).signatures["serving_default"](image_bytes=tf.constant(crops))
     with open(out_path, "w") as f:
         json.dump({"captions": [[c.decode() for c in row] for row in out["captions"].numpy()],
-                   "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "tf_keras", "vcaption"))},
+                   "modules": sorted(m for m in sys.modules
+                                     if m.split(".")[0] in ("keras", "tf_keras", "vcaption"))},
                   f)
 """)
 
@@ -115,11 +117,8 @@ def test_region_model_of_a_run_exports_and_captions_in_tensorflow_only(tmp_path)
 def test_vg_region_captioning_end_to_end_and_export(tmp_path, capsys):
     from vcaption import export as export_cli
     from vcaption import presets, registry
-    from vcaption.datasets import shapes
     from vcaption.runtime.task import run_preset
 
-    world = tmp_path / "world"
-    shapes.generate(str(world), num_images=60, num_videos=0, seed=3, image_size=64, region_annotators=3)
     cfg = presets.get_preset("karpathy_vg_regions")
     cfg = dataclasses.replace(
         cfg, model_args={**cfg.model_args, "hidden_units": 32, "embedding_dim": 16, "dtype": "float32"},
@@ -141,14 +140,15 @@ def test_vg_region_captioning_end_to_end_and_export(tmp_path, capsys):
         assert all(math.isfinite(v) for v in saved[side]["metrics"].values())
         assert saved[side]["training"]["steps"] == 4
     # The world the preset's settings name was generated with its annotators, and read from there.
-    vg = json.load(open(tmp_path / "root" / "world-annotators4" / "visual_genome" / "region_descriptions.json"))
+    world_regions = tmp_path / "root" / "world-annotators4" / "visual_genome" / "region_descriptions.json"
+    vg = json.load(open(world_regions))
     assert saved["regions_source"].endswith(os.path.join("world-annotators4", "visual_genome"))
     boxes = {str(e["id"]): e["regions"] for e in vg}
     # Train regions: raw, one phrase each; test regions: merged, every phrase of the image kept once.
     dataset = json.load(open(tmp_path / "run" / "region_data" / "dataset_regions.json"))["images"]
     train = [e for e in dataset if e["split"] == "train"]
-    assert len(train) == saved["counts"]["train"]["boxes"] == sum(len(boxes[e["image_id"]]) for e in
-                                                                   {e["image_id"]: e for e in train}.values())
+    assert len(train) == saved["counts"]["train"]["boxes"] == sum(
+        len(boxes[image_id]) for image_id in {e["image_id"] for e in train})
     assert all(len(e["sentences"]) == 1 for e in train)
     test = [e for e in dataset if e["split"] == "test"]
     assert len(test) == saved["counts"]["test"]["regions"] < saved["counts"]["test"]["boxes"]
@@ -161,7 +161,8 @@ def test_vg_region_captioning_end_to_end_and_export(tmp_path, capsys):
 
     # The region model's export (at the end of training, and again from the run directory alone)
     # captions crops in a process that imports TensorFlow only.
-    crops = [open(tmp_path / "run" / "region_data" / e["filepath"] / e["filename"], "rb").read() for e in test[:3]]
+    crops = [open(tmp_path / "run" / "region_data" / e["filepath"] / e["filename"], "rb").read()
+             for e in test[:3]]
     again = export_cli.export_run(str(tmp_path / "run"), str(tmp_path / "exports"), "regions")
     for path in (saved["export"], again):
         served = _caption_in_tensorflow_only_process(path, crops, tmp_path)

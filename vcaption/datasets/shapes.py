@@ -1322,7 +1322,8 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
     if num_frames < MIN_FRAMES:
         raise ValueError(f"num_frames must be >= {MIN_FRAMES}, got {num_frames}")
     if not 0 <= region_annotators <= MAX_REGION_ANNOTATORS:
-        raise ValueError(f"region_annotators must be in [0, {MAX_REGION_ANNOTATORS}], got {region_annotators}")
+        raise ValueError(f"region_annotators must be in [0, {MAX_REGION_ANNOTATORS}], "
+                         f"got {region_annotators}")
     if image_size < 24 or video_size < 24:
         raise ValueError(f"image_size and video_size must be >= 24, got {image_size}, {video_size}")
     os.makedirs(out_dir, exist_ok=True)

@@ -39,7 +39,6 @@ are merged (we train on the raw ones: merging only serves the evaluation, per §
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import time
 from typing import Mapping
@@ -57,7 +56,6 @@ from vcaption.metrics import caption as caption_metrics
 from vcaption.retrieval.region_captioning import caption_regions, public, train_captioner
 from vcaption.retrieval.region_crops import write_region_dataset
 from vcaption.runtime import builtin_data
-from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
 from vcaption.runtime.task import Task, task_settings
 from vcaption.serving import config as serving_config
@@ -102,7 +100,8 @@ def regions_by_split(examples, limits: Mapping[str, int], merge_iou: float) -> t
             regions = [(r.box, [r.phrase]) for r in example.regions]
         else:
             regions = visual_genome.merge_regions(example.regions, merge_iou)
-        items[split].extend({"image_id": example.id, "box": box, "phrases": phrases} for box, phrases in regions)
+        items[split].extend({"image_id": example.id, "box": box, "phrases": phrases}
+                            for box, phrases in regions)
         counts[split]["images"] += 1
         counts[split]["boxes"] += len(example.regions)
         counts[split]["regions"] += len(regions)
@@ -144,7 +143,8 @@ class VGRegionCaptioningTask(Task):
         # 1-2. Raw training regions, merged evaluation regions.
         source = region_source(cfg, args)
         limits = {split: int(args[f"{split}_images"]) for split in ("train", "val", "test")}
-        regions, paths, counts = regions_by_split(visual_genome.read(source), limits, float(args["merge_iou"]))
+        regions, paths, counts = regions_by_split(visual_genome.read(source), limits,
+                                                  float(args["merge_iou"]))
         missing = [s for s in limits if not regions.get(s)]
         if missing:
             raise ValueError(f"{source}: no regions in split(s) {missing}")
@@ -155,7 +155,8 @@ class VGRegionCaptioningTask(Task):
 
         # 3. Crops -> caption records with the usual Beam job (the min word count applies here).
         crop_size = int(args["crop_size"])
-        dataset_path, written = write_region_dataset(regions, paths, crop_size, region_dir, int(args["context"]))
+        dataset_path, written = write_region_dataset(regions, paths, crop_size, region_dir,
+                                                     int(args["context"]))
         region_records = builtin_data.preprocess_once(
             "karpathy", dataset_path, run.file("region_records"),
             ["--image-size", str(crop_size), "--min-count", str(int(args["min_word_count"])),
@@ -164,7 +165,8 @@ class VGRegionCaptioningTask(Task):
         run.write_config(cfg, region_records, task_args=args, full_frame_data_dir=data.directory)
         references = sum(len(r["phrases"]) for r in regions["test"]) / len(regions["test"])
         print(f"regions of {source}: " + ", ".join(
-            f"{s} {c['boxes']} boxes of {c['images']} images -> {c['regions']} regions" for s, c in counts.items())
+            f"{s} {c['boxes']} boxes of {c['images']} images -> {c['regions']} regions"
+            for s, c in counts.items())
               + f" (merged at IoU >= {args['merge_iou']}; {references:.2f} phrases per test region), "
               f"{written['dead_letter']} dead letters; vocabulary {region_records.vocabulary().size} tokens "
               f"(min word count {args['min_word_count']})")
