@@ -26,6 +26,8 @@ class DataConfig:
             out of every other split, `vcaption.datasets.shapes.HeldOut`); 0: no such split.
         shapes_cluttered: the built-in world's harder images (1-6 objects, varied sizes and
             overlaps, textured noisy background; `shapes.sample_scene(cluttered=True)`).
+        shapes_region_annotators: Visual Genome boxes and phrases per object from simulated
+            workers besides its own (`shapes.annotator_regions`); 0: one region per object.
         image_size: side of the square images the model sees.
         min_count: vocabulary threshold when preprocessing the built-in world.
         max_length: caption length limit T (words) when preprocessing the built-in world.
@@ -41,6 +43,7 @@ class DataConfig:
     shapes_seed: int = 0
     shapes_novel_images: int = 0
     shapes_cluttered: bool = False
+    shapes_region_annotators: int = 0
     image_size: int = 64
     min_count: int = 5
     max_length: int = 16

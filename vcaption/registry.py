@@ -30,13 +30,14 @@ TASKS = {
     "vqa": "vcaption.vqa.task:VQATask",
     "retrieval": "vcaption.retrieval.task:RankerTask",
     "region_caption": "vcaption.retrieval.region_captioning:RegionCaptioningTask",
+    "vg_region_caption": "vcaption.retrieval.vg_region_captioning:VGRegionCaptioningTask",
     "objects": "vcaption.objects.task:ObjectsTask",
 }
 
 # Tasks whose evaluation scores captions with pycocoevalcap, whose PTB tokenizer and METEOR run on
 # Java: their commands check for Java before any work. Declared here rather than on the Task
 # classes so that `python -m vcaption.train` checks before the seconds-long TensorFlow import.
-TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption"})
+TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption", "vg_region_caption"})
 
 
 def get_class(name: str):

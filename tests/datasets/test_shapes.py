@@ -563,3 +563,43 @@ def test_large_cluttered_objects_can_overlap_a_neighbour():
     assert x0 + w0 > x1  # the boxes overlap: the circle, drawn later, hides part of the square
     image = shapes.render_scene(shapes.Scene((big, right)), 96)
     assert tuple(image[48, x1 + 1]) == shapes.COLOURS["blue"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Visual Genome region annotators
+
+
+def test_region_annotators_add_overlapping_true_phrases_and_change_nothing_else(tmp_path):
+    from vcaption.datasets import visual_genome
+
+    plain = shapes.generate(str(tmp_path / "plain"), **SMALL)
+    annotated = shapes.generate(str(tmp_path / "annotated"), region_annotators=3, **SMALL)
+    plain_bytes, annotated_bytes = _tree_bytes(tmp_path / "plain"), _tree_bytes(tmp_path / "annotated")
+    changed = {name for name in plain_bytes if plain_bytes[name] != annotated_bytes[name]}
+    assert changed == {"visual_genome/region_descriptions.json"}  # images, captions, splits: the same
+    scenes = {e["id"]: e["objects"] for e in _load(plain["scenes"])["images"]}
+    plain_regions = {e["id"]: e["regions"] for e in _load(plain["visual_genome"]["regions"])}
+    ious = []
+    for entry in _load(annotated["visual_genome"]["regions"]):
+        objects, regions = scenes[entry["id"]], entry["regions"]
+        assert len(regions) == 4 * len(objects)
+        # Each object: its own tight box and phrase first (the plain world's region), then 3 workers'.
+        assert [(r["x"], r["y"], r["width"], r["height"], r["phrase"]) for r in regions[::4]] == [
+            (r["x"], r["y"], r["width"], r["height"], r["phrase"]) for r in plain_regions[entry["id"]]]
+        for k, obj in enumerate(objects):
+            for region in regions[4 * k + 1: 4 * k + 4]:
+                box = (region["x"], region["y"], region["width"], region["height"])
+                assert region["width"] >= 2 and region["height"] >= 2
+                assert 0 <= region["x"] and region["x"] + region["width"] <= SMALL["image_size"]
+                ious.append(visual_genome.box_iou([box], [obj["box"]])[0, 0])
+                # The phrase is true of its object: its colour, and its shape or size if named.
+                words = region["phrase"].split()
+                assert obj["colour"] in words
+                assert all(SHAPE_WORDS[w] == obj["shape"] for w in words if w in SHAPE_WORDS)
+                assert all(SIZE_WORDS[w] == obj["size"] for w in words if w in SIZE_WORDS)
+    assert len({r["region_id"] for e in _load(annotated["visual_genome"]["regions"]) for r in e["regions"]}) \
+        == sum(len(e["regions"]) for e in _load(annotated["visual_genome"]["regions"]))
+    # Most workers' boxes merge with their object's (IoU >= 0.7), and some do not, as in Visual Genome.
+    assert 0.5 < np.mean(np.array(ious) >= 0.7) < 1.0 and min(ious) > 0.3
+    with pytest.raises(ValueError, match="region_annotators"):
+        shapes.generate(str(tmp_path / "bad"), region_annotators=shapes.MAX_REGION_ANNOTATORS + 1, **SMALL)

@@ -91,6 +91,7 @@ RELATION_PHRASES = {"above": "above", "below": "below", "left of": "left of",
 CONVERSE_RELATION = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
 # Independent random streams per item kind, so adding videos never changes the images.
 _IMAGE_STREAM, _VIDEO_STREAM, _SPLIT_STREAM = 0, 1, 2
+_ANNOTATOR_STREAM = 7  # Visual Genome region annotators (`annotator_regions`)
 _INFO_DATE = "2024-01-01 00:00:00"  # fixed so that files are byte-identical across runs
 
 
@@ -1115,15 +1116,65 @@ def _write_flickr8k(out_dir, records) -> dict:
     return paths
 
 
-def _write_visual_genome(out_dir, records, image_size) -> dict:
-    base = os.path.join(out_dir, "visual_genome")
+# Region annotators (Visual Genome style): how far each drawn box edge strays from the object's
+# (a fraction of its side, Gaussian sd) and the most annotators per object that region ids allow.
+_ANNOTATOR_EDGE_SD = 0.08
+MAX_REGION_ANNOTATORS = 9
+
+
+def annotator_regions(obj: SceneObject, image_size: int, rng: np.random.Generator,
+                      annotators: int) -> list[tuple[tuple[int, int, int, int], str]]:
+    """What `annotators` Visual Genome workers draw and write for one object: [(box, phrase)].
+
+    Real Visual Genome has many overlapping boxes per object, each with its own short phrase
+    (Karpathy & Fei-Fei §4 merge those at IoU >= 0.7 before scoring). Each simulated worker draws
+    the object's tight box with every edge moved by N(0, `_ANNOTATOR_EDGE_SD` x side) pixels (so
+    some boxes fall under IoU 0.7 with the others, as in the real data) and writes one phrase in
+    region style: shorter than a caption, no count, sometimes a statement ("the ball is red").
+
+    Example:
+        >>> regions = annotator_regions(SceneObject("circle", "red", "large", 0, 0), 128,
+        ...                             np.random.default_rng(0), 3)
+        >>> len(regions)
+        3
+    """
+    x, y, w, h = object_box(obj, image_size)
+    out = []
+    for _ in range(annotators):
+        dx0, dy0, dx1, dy1 = rng.normal(0.0, _ANNOTATOR_EDGE_SD, size=4) * (w, h, w, h)
+        x0 = int(np.clip(round(x + dx0), 0, image_size - 2))
+        y0 = int(np.clip(round(y + dy0), 0, image_size - 2))
+        x1 = int(np.clip(round(x + w + dx1), x0 + 2, image_size))
+        y1 = int(np.clip(round(y + h + dy1), y0 + 2, image_size))
+        described = _describe(obj, rng, size=bool(rng.random() < 0.6))
+        shape_word = described.split()[-1]
+        phrase = [described, _article(described), f"{described} {obj.position}",
+                  f"the {shape_word} is {obj.colour}", f"{obj.colour} shape"][int(rng.integers(5))]
+        out.append(((x0, y0, x1 - x0, y1 - y0), phrase))
+    return out
+
+
+def _visual_genome_regions(record: _ImageRecord, image_size: int, annotators: int, seed: int) -> list[dict]:
+    """One image's Visual Genome regions: each object's tight box with its phrase, then (with
+    `annotators`) the boxes and phrases of that many simulated workers, from a random stream of
+    their own so that the images and captions stay what they are without them."""
+    rng = np.random.default_rng([seed, _ANNOTATOR_STREAM, record.id])
     regions = []
-    for r in records:
-        boxes = [object_box(o, image_size) for o in r.scene.objects]
-        regions.append({"regions": [
-            {"region_id": r.id * 10 + k, "width": w, "height": h, "image_id": r.id,
-             "phrase": o.phrase, "y": y, "x": x}
-            for k, (o, (x, y, w, h)) in enumerate(zip(r.scene.objects, boxes))], "id": r.id})
+    for k, obj in enumerate(record.scene.objects):
+        x, y, w, h = object_box(obj, image_size)
+        drawn = [((x, y, w, h), obj.phrase)] + annotator_regions(obj, image_size, rng, annotators)
+        for j, ((x, y, w, h), phrase) in enumerate(drawn):
+            # Without annotators, the ids of the plain world (one region per object).
+            region_id = record.id * 100 + k * 10 + j if annotators else record.id * 10 + k
+            regions.append({"region_id": region_id, "width": w, "height": h, "image_id": record.id,
+                            "phrase": phrase, "y": y, "x": x})
+    return regions
+
+
+def _write_visual_genome(out_dir, records, image_size, annotators: int = 0, seed: int = 0) -> dict:
+    base = os.path.join(out_dir, "visual_genome")
+    regions = [{"regions": _visual_genome_regions(r, image_size, annotators, seed), "id": r.id}
+               for r in records]
     image_data = [{"width": image_size, "url": f"images/{_file_name(r.id)}", "height": image_size,
                    "image_id": r.id, "coco_id": r.id, "flickr_id": None} for r in records]
     splits = {s: [r.id for r in records if r.split == s] for s in _splits_of(records)}
@@ -1235,7 +1286,8 @@ def _scene_truth(records, image_size) -> list[dict]:
 def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: int = 0,
              image_size: int = 128, video_size: int = 64, num_frames: int = 20,
              num_novel_images: int = 0, num_novel_videos: int = 0,
-             held_out: HeldOut = DEFAULT_HELD_OUT, cluttered: bool = False) -> dict:
+             held_out: HeldOut = DEFAULT_HELD_OUT, cluttered: bool = False,
+             region_annotators: int = 0) -> dict:
     """Generates the shapes world into `out_dir` in every supported public format.
 
     Args:
@@ -1252,6 +1304,8 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
         num_novel_videos: videos of the `test_novel` split, each moving a held-out pair.
         held_out: the held-out compositions (used only when there is a novel split).
         cluttered: the harder images of `sample_scene(cluttered=True)`.
+        region_annotators: Visual Genome boxes and phrases per object from simulated workers
+            (`annotator_regions`), besides its tight box and phrase; 0: one region per object.
 
     Returns:
         The paths written: {"images", "karpathy", "coco_captions": {split: path},
@@ -1267,6 +1321,9 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
     """
     if num_frames < MIN_FRAMES:
         raise ValueError(f"num_frames must be >= {MIN_FRAMES}, got {num_frames}")
+    if not 0 <= region_annotators <= MAX_REGION_ANNOTATORS:
+        raise ValueError(f"region_annotators must be in [0, {MAX_REGION_ANNOTATORS}], "
+                         f"got {region_annotators}")
     if image_size < 24 or video_size < 24:
         raise ValueError(f"image_size and video_size must be >= 24, got {image_size}, {video_size}")
     os.makedirs(out_dir, exist_ok=True)
@@ -1278,7 +1335,7 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
              "karpathy": _write_karpathy(out_dir, records, tokens)}
     paths["coco_captions"], paths["coco_instances"] = _write_coco(out_dir, records, image_size, seed)
     paths["flickr8k"] = _write_flickr8k(out_dir, records)
-    paths["visual_genome"] = _write_visual_genome(out_dir, records, image_size)
+    paths["visual_genome"] = _write_visual_genome(out_dir, records, image_size, region_annotators, seed)
     paths["vqa_questions"], paths["vqa_annotations"] = _write_vqa(out_dir, records, seed)
     paths["msrvtt"], video_truth = _write_videos(out_dir, num_videos, seed, video_size, num_frames,
                                                  num_novel_videos, held_out)
@@ -1333,13 +1390,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="videos of the test_novel split (moving a held-out colour-shape pair)")
     parser.add_argument("--cluttered", action="store_true",
                         help="harder images: 1-6 objects, varied sizes, overlaps, textured noisy background")
+    parser.add_argument("--region-annotators", type=int, default=0,
+                        help="Visual Genome boxes and phrases per object from simulated workers "
+                             f"(0-{MAX_REGION_ANNOTATORS}; 0: one region per object)")
     args = parser.parse_args(argv)
     logs.configure(args.verbose)
     if args.num_frames < MIN_FRAMES:
         parser.error(f"--num-frames must be >= {MIN_FRAMES}")
     paths = generate(args.output, args.num_images, args.num_videos, args.seed, args.image_size,
                      args.video_size, args.num_frames, args.num_novel_images, args.num_novel_videos,
-                     cluttered=args.cluttered)
+                     cluttered=args.cluttered, region_annotators=args.region_annotators)
     print(_summary(paths))
 
 

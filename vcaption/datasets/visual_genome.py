@@ -20,10 +20,18 @@ with, optionally next to it, `image_data.json` (where each image is):
 and `densecap_splits.json` (Johnson et al., "DenseCap", CVPR 2016, https://github.com/jcjohnson/densecap):
 `{"train": [image ids], "val": [...], "test": [...]}`. Without it the split is a stable hash of the
 image id, 80/10/10. Examples carry regions and no captions.
+
+Visual Genome has one phrase per box, and several workers often box the same thing. Karpathy &
+Fei-Fei (PAMI §4, "Data Preprocessing") group the phrases of boxes that overlap at IoU >= 0.7 and
+give the group the mean of their boxes, so that a caption is scored against every phrase of its
+region: `merge_regions`.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import tensorflow as tf
 
 from vcaption.datasets._common import (
@@ -151,3 +159,67 @@ def _splits(path: str | None) -> dict[str, str] | None:
         for id in ids:
             split_of.setdefault(str(id), split)
     return split_of
+
+
+# Karpathy & Fei-Fei §4: boxes overlapping at least this much describe one region.
+MERGE_IOU = 0.7
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every pair of (x, y, width, height) boxes: [A, 4], [B, 4] -> [A, B].
+
+    Example:
+        >>> box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 10, 10], [20, 20, 5, 5]]))
+        array([[0.33333333, 0.        ]])
+    """
+    a = np.asarray(boxes_a, np.float64)[:, None, :]  # [A, 1, 4]
+    b = np.asarray(boxes_b, np.float64)[None, :, :]  # [1, B, 4]
+    width = np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    height = np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    intersection = np.clip(width, 0, None) * np.clip(height, 0, None)  # [A, B]
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - intersection
+    return np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
+
+
+def merge_groups(boxes: Sequence[Sequence[float]], threshold: float = MERGE_IOU) -> list[list[int]]:
+    """Indices of `boxes` grouped into regions: every box in exactly one group.
+
+    The paper says only "grouping all captions that heavily overlap (IoU >= 0.7)"; the grouping
+    is DenseCap's evaluation (`merge_boxes`, Johnson, Karpathy & Fei-Fei 2016), greedy and not
+    transitive: the box with the most unmerged boxes at IoU >= `threshold` (itself included;
+    the first such box on ties) takes all of them as one group, and so on until none is left.
+    A chain of boxes each overlapping the next thus never merges ends that do not overlap.
+
+    Example:
+        >>> merge_groups([(0, 0, 10, 10), (50, 50, 10, 10), (0, 0, 10, 11)])
+        [[0, 2], [1]]
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"IoU threshold must be in (0, 1], got {threshold}")
+    if len(boxes) == 0:
+        return []
+    close = box_iou(boxes, boxes) >= threshold  # [N, N]; the diagonal is True (IoU 1)
+    left = np.ones(len(boxes), bool)
+    groups = []
+    while left.any():
+        neighbours = close & left[None, :] & left[:, None]  # [N, N], among unmerged boxes
+        centre = int(np.argmax(neighbours.sum(axis=1)))
+        group = np.flatnonzero(neighbours[centre])
+        groups.append([int(i) for i in group])
+        left[group] = False
+    return groups
+
+
+def merge_regions(regions: Sequence[Region], threshold: float = MERGE_IOU) -> list[tuple[tuple, list[str]]]:
+    """One image's regions merged at IoU >= `threshold` (`merge_groups`): [(mean box, phrases)],
+    the phrases in region order. Karpathy & Fei-Fei §4 merge the Visual Genome test regions so
+    that each caption is scored against all the phrases of its region.
+
+    Example:
+        >>> merge_regions([Region((0, 0, 10, 10), "red ball"), Region((0, 0, 10, 12), "a red circle")])
+        [((0.0, 0.0, 10.0, 11.0), ['red ball', 'a red circle'])]
+    """
+    boxes = [r.box for r in regions]
+    return [(tuple(float(v) for v in np.mean([boxes[i] for i in group], axis=0)),
+             [regions[i].phrase for i in group])
+            for group in merge_groups(boxes, threshold)]

@@ -88,6 +88,7 @@ def write_region_dataset(regions_by_split: Mapping[str, Sequence[Mapping]], imag
     """
     tf.io.gfile.makedirs(os.path.join(output, "crops"))
     entries, counts, dead = [], collections.Counter(), []
+    decoded = (None, None)  # (path, pixels): an image's regions come together, decode it once
     for split, regions in regions_by_split.items():
         for number, region in enumerate(regions):
             key = f"{split}_{region['image_id']}_{number}"
@@ -96,8 +97,9 @@ def write_region_dataset(regions_by_split: Mapping[str, Sequence[Mapping]], imag
                 dead.append({"id": key, "reason": "unknown_image",
                              "detail": f"image {region['image_id']} not found"})
                 continue
-            image = images.decode_image(tf.io.read_file(path)).numpy()
-            crop = crop_region(image, region["box"], crop_size, context)
+            if decoded[0] != path:
+                decoded = (path, images.decode_image(tf.io.read_file(path)).numpy())
+            crop = crop_region(decoded[1], region["box"], crop_size, context)
             if crop is None:
                 dead.append({"id": key, "reason": "empty_box",
                              "detail": f"box {region['box']} outside {path}"})
