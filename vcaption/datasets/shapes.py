@@ -14,8 +14,10 @@ enough to learn in minutes on a CPU and rich enough to exercise every task of th
   ("there is"), spatial relations ("above", "left of") and counts ("two shapes").
 * **Questions.** Three to five VQA questions per image (colour, shape, count, existence,
   relation) with ten simulated human answers each, ~90% of them correct.
-* **Videos.** One object that moves left / right / up / down, grows or shrinks across the
-  frames, sometimes next to a static distractor; six activity classes and five descriptions.
+* **Videos** (`vcaption.datasets.shapes_video`). One object that moves left / right / up /
+  down throughout, moves left or right then stops or comes back, grows or shrinks, often beside a
+  distractor that drifts slowly its own way, under camera noise and shake; ten activity classes,
+  a semantic tuple (colour, shape, verb, place) and five descriptions per clip.
 
 Everything is written in the formats of the real datasets (Karpathy split JSON, COCO, Flickr8k,
 Visual Genome, VQA v2, MSR-VTT) so that the shapes world goes through the same readers as real
