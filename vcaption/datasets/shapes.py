@@ -16,7 +16,7 @@ enough to learn in minutes on a CPU and rich enough to exercise every task of th
   relation) with ten simulated human answers each, ~90% of them correct.
 * **Videos** (`vcaption.datasets.shapes_video`). One object that moves left / right / up /
   down throughout, moves left or right then stops or comes back, grows or shrinks, often beside a
-  distractor that drifts slowly its own way, under camera noise and shake; ten activity classes,
+  distractor that drifts slowly its own way, under camera noise; ten activity classes,
   a semantic tuple (colour, shape, verb, place) and five descriptions per clip.
 
 Everything is written in the formats of the real datasets (Karpathy split JSON, COCO, Flickr8k,
