@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import TF_ONLY_PREAMBLE, run_saving_test
+from helpers import TF_ONLY_PREAMBLE, assert_steps_reproduce_forward, run_saving_test
 from vcaption import decoding, images, text
 from vcaption.config import DecodeConfig
 from vcaption.video import export as export_video
@@ -123,13 +123,7 @@ def test_slot_cross_entropy_is_the_sum_of_each_slots():
 def test_tuple_decoders_step_as_their_forward_pass_and_save(tuple_input, tmp_path):
     model = _captioner(tuple_input)
     visual = (np.eye(sum(SLOTS), dtype=np.float32)[[0, 4]] if tuple_input == "oracle" else _frames())
-    full = model({"visual": visual, "caption_in": CAPTION_IN}).numpy()  # [2, 4, V]
-    state = model.initial_state(model.encode_visual(visual))
-    steps = []
-    for t in range(CAPTION_IN.shape[1]):
-        logits, state = model.step(tf.constant(CAPTION_IN[:, t]), state)
-        steps.append(logits.numpy())
-    np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-4)
+    assert_steps_reproduce_forward(model, visual, CAPTION_IN)
     result = decoding.beam_search(model.step, model.initial_state(model.encode_visual(visual)), VOCAB, 3, 5,
                                   n_best=2)
     assert result.ids.shape == (2, 2, 5)
