@@ -325,16 +325,14 @@ def test_msrvtt_files_and_videos(shapes_world):
 def test_each_clips_tuple_in_the_files_is_the_generated_videos(shapes_world):
     """The semantic tuple (LRCN §6) of videodatainfo.json and scenes.json is the one of the video
     the generator drew (redrawn here from its stream), and the canonical caption says it."""
-    from vcaption.datasets import shapes_video
-
     info = {v["video_id"]: v for v in _load(shapes_world / "msrvtt" / "videodatainfo.json")["videos"]}
     truth = _load(shapes_world / "scenes.json")["videos"]
-    assert {v["tuple"]["verb"] for v in truth} <= set(shapes_video.TUPLE_VERBS)
+    assert {v["tuple"]["verb"] for v in truth} <= set(shapes.TUPLE_VERBS)
     for record in truth:
         video = shapes.sample_video(np.random.default_rng([3, shapes._VIDEO_STREAM, record["id"]]))
         assert record["tuple"] == info[record["video_id"]]["tuple"] == video.tuple
-        assert set(video.tuple) == set(shapes_video.TUPLE_SLOTS)
-        assert all(video.tuple[slot] in shapes_video.TUPLE_VALUES[slot] for slot in video.tuple)
+        assert set(video.tuple) == set(shapes.TUPLE_SLOTS)
+        assert all(video.tuple[slot] in shapes.TUPLE_VALUES[slot] for slot in video.tuple)
         assert (video.tuple["colour"], video.tuple["shape"]) == (record["object"]["colour"],
                                                                  record["object"]["shape"])
         canonical = record["captions"][0].split()
@@ -346,17 +344,15 @@ def test_each_clips_tuple_in_the_files_is_the_generated_videos(shapes_world):
 def test_activities_that_no_single_frame_tells_apart():
     """"then back" covers one segment in either order: the two mirrors have the same frames in
     another order; "then stopping" moves at the speed of "throughout" until it stops."""
-    from vcaption.datasets import shapes_video
-
-    left = shapes_video.Video("moving left then back", shapes.VideoObject("circle", "red", 0.6, 0.3, 0.22),
+    left = shapes.Video("moving left then back", shapes.VideoObject("circle", "red", 0.6, 0.3, 0.22),
                               shapes.VideoObject("circle", "red", 0.3, 0.3, 0.22), turn=0.5)
-    right = shapes_video.Video("moving right then back", shapes.VideoObject("circle", "red", 0.3, 0.3, 0.22),
+    right = shapes.Video("moving right then back", shapes.VideoObject("circle", "red", 0.3, 0.3, 0.22),
                                shapes.VideoObject("circle", "red", 0.6, 0.3, 0.22), turn=0.5)
     a, b = shapes.render_video(left, 32, 17), shapes.render_video(right, 32, 17)
     assert not np.array_equal(a, b)
     # The first half of one is the second half of the other: the same frames, in another order.
     assert np.array_equal(a[8:], b[:9]) and np.array_equal(a[:9], b[8:])
-    stop = shapes_video.Video("moving left then stopping", shapes.VideoObject("square", "blue", 0.8, 0.5, 0.22),
+    stop = shapes.Video("moving left then stopping", shapes.VideoObject("square", "blue", 0.8, 0.5, 0.22),
                               shapes.VideoObject("square", "blue", 0.5, 0.5, 0.22), turn=0.5)
     assert stop.at(0.25) == dataclasses.replace(stop.start, x=0.65)
     assert stop.at(0.75) == stop.at(1.0) == stop.end

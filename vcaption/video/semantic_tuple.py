@@ -9,7 +9,7 @@ with a CRF, then describes it with one of
     (c) the same decoder given the CRF's slot probability distributions at every step,
 
 and finds that (c), which passes the predictor's uncertainty on, wins. Here the tuple is the
-shapes world's (colour, shape, verb, place) (`vcaption.datasets.shapes_video.TUPLE_SLOTS`), and an
+shapes world's (colour, shape, verb, place) (`vcaption.datasets.shapes.TUPLE_SLOTS`), and an
 "oracle" input (the true tuple, one-hot) bounds what a better tuple predictor could give.
 
 The predictor is per-slot softmax classifiers on one shared video encoder, not a CRF: the paper's

@@ -22,7 +22,7 @@ import tensorflow as tf
 from vcaption import data as data_lib
 from vcaption import records, registry
 from vcaption.config import ExperimentConfig
-from vcaption.datasets.shapes_video import TUPLE_SLOTS, TUPLE_VALUES
+from vcaption.datasets.shapes import TUPLE_SLOTS, TUPLE_VALUES
 from vcaption.losses import MaskedCaptionLoss
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
