@@ -153,7 +153,11 @@ def video_semantic_tuples() -> ExperimentConfig:
     a majority-class baseline.
 
     Command: `python -m vcaption.train --preset video_semantic_tuples --output runs/video_semantic_tuples`.
-    Result on the built-in videos: README ("Video: LRCN §6 semantic tuples").
+    Result on the built-in videos (48 test videos, beam 3; BLEU-4 / METEOR %): (a) 22.1 / 21.6,
+    (b) 35.5 / 30.7, (c) 45.3 / 35.0, oracle 95.9 / 69.0, mean-pool 26.4 / 24.3, S2VT
+    19.3 / 22.2, frame LSTM 27.2 / 25.2; tuple predictor per slot (colour, shape, verb, place)
+    47.9 / 45.8 / 60.4 / 79.2 % vs majority class 14.6 / 29.2 / 27.1 / 27.1 %; eight models in
+    19.2 min of training on a 2-core CPU at load ~28. Full tables: README ("Harder videos and LRCN §6").
     """
     cfg = _description("video_semantic_tuples", {**SEMANTIC_TUPLE_SYSTEMS, **DESCRIPTION_SYSTEMS})
     # Eight models in one run: every third frame (8 of 24) and 25 epochs (300 steps each) keep it
