@@ -39,6 +39,19 @@ def run_serialization_test(instance):
     return revived
 
 
+def assert_steps_reproduce_forward(model, visual, caption_in, atol=1e-4) -> np.ndarray:
+    """A captioner's `initial_state`/`step` decoding API gives the logits of its teacher-forced
+    forward pass, step by step; returns those logits `[B, T, V]`."""
+    full = np.asarray(model({"visual": visual, "caption_in": caption_in}))  # [B, T, V]
+    state = model.initial_state(model.encode_visual(visual))
+    steps = []
+    for t in range(caption_in.shape[1]):
+        logits, state = model.step(keras.ops.convert_to_tensor(caption_in[:, t]), state)
+        steps.append(np.asarray(logits))
+    np.testing.assert_allclose(np.stack(steps, 1), full, atol=atol)
+    return full
+
+
 def run_saving_test(model, inputs, tmp_path, atol=1e-6):
     """Saves `model` as `.keras`, loads it back, and checks identical config and outputs.
 

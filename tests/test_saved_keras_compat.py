@@ -22,8 +22,12 @@ CLASSES = {"lrcn_2f": "LRCNCaptioner", "karpathy_rnn": "KarpathyMultimodalRNN", 
            "s2vt": "S2VTCaptioner", "ranker": "RegionRanker", "video_lrcn": "VideoLRCNCaptioner"}
 
 
+# Model classes added after the move: no file of theirs was written by the old module paths.
+ADDED_AFTER_THE_MOVE = {"TuplePredictor", "SemanticTupleCaptioner"}
+
+
 def test_every_model_class_has_a_fixture_written_before_the_move():
-    assert set(CLASSES.values()) == set(registry.MODELS)
+    assert set(CLASSES.values()) | ADDED_AFTER_THE_MOVE == set(registry.MODELS)
 
 
 @pytest.mark.parametrize("name", sorted(CLASSES))

@@ -16,6 +16,8 @@ MODELS = {
     "LRCNActivityRecognizer": "vcaption.video.lrcn",
     "VideoLRCNCaptioner": "vcaption.video.lrcn",
     "S2VTCaptioner": "vcaption.video.s2vt",
+    "TuplePredictor": "vcaption.video.semantic_tuple",
+    "SemanticTupleCaptioner": "vcaption.video.semantic_tuple",
     "VQAModel": "vcaption.vqa.model",
     "RegionRanker": "vcaption.retrieval.ranker",
     "VisualSemanticEmbedding": "vcaption.retrieval.vse",

@@ -255,14 +255,20 @@ def _centroid_and_area(frame: np.ndarray, colour: str) -> tuple[float, float, in
     return float(xs.mean()), float(ys.mean()), int(mask.sum())
 
 
-def _check_motion(frames: np.ndarray, activity: str, colour: str) -> None:
-    size = frames.shape[1]
+def _check_motion(frames: np.ndarray, activity: str, colour: str, turn: float = 1.0) -> None:
+    size, last = frames.shape[1], len(frames) - 1
+    turn_frame = int(round(turn * last))
     x0, y0, a0 = _centroid_and_area(frames[0], colour)
+    xt, yt, _ = _centroid_and_area(frames[turn_frame], colour)
     x1, y1, a1 = _centroid_and_area(frames[-1], colour)
-    travel = {"moving left": x0 - x1, "moving right": x1 - x0, "moving up": y0 - y1,
-              "moving down": y1 - y0}
-    if activity in travel:
-        assert travel[activity] >= 0.5 * size, (activity, x0, y0, x1, y1)
+    travel = {"left": x0 - xt, "right": xt - x0, "up": y0 - yt, "down": yt - y0}
+    direction = next((d for d in travel if d in activity), None)
+    if activity.endswith("then back"):  # out 0.3 of the frame, then back where it started
+        assert travel[direction] >= 0.2 * size and abs(x1 - x0) <= 2, (activity, x0, xt, x1)
+    elif activity.endswith("then stopping"):  # 0.6 per clip until the turn, then still
+        assert travel[direction] >= 0.5 * turn * size and abs(x1 - xt) <= 2, (activity, x0, xt, x1)
+    elif direction:
+        assert travel[direction] >= 0.5 * size, (activity, x0, y0, x1, y1)
     elif activity == "growing":
         assert a1 >= 4 * a0, (a0, a1)  # side x2 at least
     else:
@@ -271,7 +277,7 @@ def _check_motion(frames: np.ndarray, activity: str, colour: str) -> None:
 
 def test_every_activity_is_visible_after_writing(tmp_path):
     seen = set()
-    for n in range(200):
+    for n in range(400):
         rng = np.random.default_rng([1, n])
         video = shapes.sample_video(rng)
         if video.activity in seen:
@@ -281,7 +287,7 @@ def test_every_activity_is_visible_after_writing(tmp_path):
         shapes.write_video(shapes.render_video(video, 32, 16), path)
         frames = shapes.read_video(path)
         assert frames.shape == (16, 32, 32, 3)
-        _check_motion(frames, video.activity, video.start.colour)
+        _check_motion(frames, video.activity, video.start.colour, video.turn)
         captions = shapes.video_captions(video, rng)
         assert len(captions) == 5 and captions[0].startswith(("a ", "an "))
         assert all(video.start.colour in c for c in captions)
@@ -310,9 +316,61 @@ def test_msrvtt_files_and_videos(shapes_world):
         assert video["end time"] == record["frames"] / shapes.FPS
         path = shapes_world / "msrvtt" / "videos" / f'{video["video_id"]}.avi'
         assert shapes.count_video_frames(str(path)) == record["frames"] == 16
-        _check_motion(shapes.read_video(str(path)), record["activity"], record["object"]["colour"])
+        _check_motion(shapes.read_video(str(path)), record["activity"], record["object"]["colour"],
+                      record["turn"])
         assert len(sentences[video["video_id"]]) == 5
         assert max(len(t) for t in text.count_tokens(sentences[video["video_id"]])) <= 16
+
+
+def test_each_clips_tuple_in_the_files_is_the_generated_videos(shapes_world):
+    """The semantic tuple (LRCN §6) of videodatainfo.json and scenes.json is the one of the video
+    the generator drew (redrawn here from its stream), and the canonical caption says it."""
+    info = {v["video_id"]: v for v in _load(shapes_world / "msrvtt" / "videodatainfo.json")["videos"]}
+    truth = _load(shapes_world / "scenes.json")["videos"]
+    assert {v["tuple"]["verb"] for v in truth} <= set(shapes.TUPLE_VERBS)
+    for record in truth:
+        video = shapes.sample_video(np.random.default_rng([3, shapes._VIDEO_STREAM, record["id"]]))
+        assert record["tuple"] == info[record["video_id"]]["tuple"] == video.tuple
+        assert set(video.tuple) == set(shapes.TUPLE_SLOTS)
+        assert all(video.tuple[slot] in shapes.TUPLE_VALUES[slot] for slot in video.tuple)
+        assert (video.tuple["colour"], video.tuple["shape"]) == (record["object"]["colour"],
+                                                                 record["object"]["shape"])
+        canonical = record["captions"][0].split()
+        assert video.tuple["colour"] in canonical and video.tuple["shape"] in canonical
+        assert video.tuple["verb"] in canonical
+        assert video.tuple["place"] in canonical or video.tuple["place"] == "middle"
+
+
+def test_activities_that_no_single_frame_tells_apart():
+    """"then back" covers one segment in either order: the two mirrors have the same frames in
+    another order; "then stopping" moves at the speed of "throughout" until it stops."""
+    left = shapes.Video("moving left then back", shapes.VideoObject("circle", "red", 0.6, 0.3, 0.22),
+                              shapes.VideoObject("circle", "red", 0.3, 0.3, 0.22), turn=0.5)
+    right = shapes.Video("moving right then back", shapes.VideoObject("circle", "red", 0.3, 0.3, 0.22),
+                               shapes.VideoObject("circle", "red", 0.6, 0.3, 0.22), turn=0.5)
+    a, b = shapes.render_video(left, 32, 17), shapes.render_video(right, 32, 17)
+    assert not np.array_equal(a, b)
+    # The first half of one is the second half of the other: the same frames, in another order.
+    assert np.array_equal(a[8:], b[:9]) and np.array_equal(a[:9], b[8:])
+    stop = shapes.Video("moving left then stopping", shapes.VideoObject("square", "blue", 0.8, 0.5, 0.22),
+                              shapes.VideoObject("square", "blue", 0.5, 0.5, 0.22), turn=0.5)
+    assert stop.at(0.25) == dataclasses.replace(stop.start, x=0.65)
+    assert stop.at(0.75) == stop.at(1.0) == stop.end
+    assert (stop.tuple["verb"], stop.tuple["place"]) == ("stops", "left")
+
+
+def test_videos_have_camera_noise_and_a_distractor_that_moves_unlike_the_subject():
+    for n in range(40):
+        video = shapes.sample_video(np.random.default_rng([5, n]))
+        if video.distractor is None:
+            continue
+        frames = shapes.render_video(video, 32, 16)
+        assert len(np.unique(frames[0].reshape(-1, 3), axis=0)) > 20  # noisy, not 3 flat colours
+        first, last = video.distractor_at(0.0), video.distractor_at(1.0)
+        drift = max(abs(last.x - first.x), abs(last.y - first.y))
+        assert 0.2 <= drift < 0.3  # slower than the subject's 0.6 per clip
+        motion = (video.end.x - video.start.x, video.end.y - video.start.y)
+        assert (last.x - first.x, last.y - first.y) != motion
 
 
 # ---------------------------------------------------------------------------------------------

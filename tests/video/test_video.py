@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import preprocess
-from helpers import TF_ONLY_PREAMBLE, run_batching_test, run_saving_test
+from helpers import TF_ONLY_PREAMBLE, assert_steps_reproduce_forward, run_batching_test, run_saving_test
 from vcaption import data, decoding, images, records, text
 from vcaption.video import export as export_video
 from vcaption.config import DecodeConfig
@@ -211,13 +211,7 @@ def test_video_captioner_steps_reproduce_the_forward_pass_and_decode(name, tmp_p
     model = _captioners()[name]
     frames = _frames(count=6)
     caption_in = np.array([[1, 5, 6, 7], [1, 8, 9, 4]], "int32")
-    full = model({"visual": frames, "caption_in": caption_in}).numpy()  # [2, 4, 30]
-    state = model.initial_state(model.encode_visual(frames))
-    steps = []
-    for t in range(caption_in.shape[1]):
-        logits, state = model.step(tf.constant(caption_in[:, t]), state)
-        steps.append(logits.numpy())
-    np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-4)
+    full = assert_steps_reproduce_forward(model, frames, caption_in)  # [2, 4, 30]
     # The video matters: other frames, other logits.
     other = model({"visual": _frames(count=6, seed=1), "caption_in": caption_in}).numpy()
     assert np.abs(other - full).max() > 1e-4

@@ -96,9 +96,9 @@ def test_description_trains_each_configured_system_or_the_presets_model(tmp_path
 
 
 def test_systems_share_the_run_directory_under_their_own_names():
-    names = ["single-frame RGB", "LRCN flow", "mean-pool (NAACL 2015)", "LRCN decoder (§6)"]
+    names = ["single-frame RGB", "LRCN flow", "mean-pool (NAACL 2015)", "(c) decoder, tuple probabilities"]
     stems = [run_files.system_file_name(n) for n in names]
-    assert stems == ["single_frame_rgb", "lrcn_flow", "mean_pool_naacl_2015", "lrcn_decoder_6"]
+    assert stems == ["single_frame_rgb", "lrcn_flow", "mean_pool_naacl_2015", "c_decoder_tuple_probabilities"]
     assert run_files.system_prefix("LRCN flow") == "lrcn_flow_"
 
 

@@ -14,8 +14,10 @@ enough to learn in minutes on a CPU and rich enough to exercise every task of th
   ("there is"), spatial relations ("above", "left of") and counts ("two shapes").
 * **Questions.** Three to five VQA questions per image (colour, shape, count, existence,
   relation) with ten simulated human answers each, ~90% of them correct.
-* **Videos.** One object that moves left / right / up / down, grows or shrinks across the
-  frames, sometimes next to a static distractor; six activity classes and five descriptions.
+* **Videos.** One object that moves left / right / up /
+  down throughout, moves left or right then stops or comes back, grows or shrinks, often beside a
+  distractor that drifts slowly its own way, under camera noise; ten activity classes,
+  a semantic tuple (colour, shape, verb, place) and five descriptions per clip.
 
 Everything is written in the formats of the real datasets (Karpathy split JSON, COCO, Flickr8k,
 Visual Genome, VQA v2, MSR-VTT) so that the shapes world goes through the same readers as real
@@ -63,7 +65,6 @@ POSITION_PHRASES = {
     "bottom left": "in the bottom left", "bottom": "at the bottom",
     "bottom right": "in the bottom right",
 }
-ACTIVITIES = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
 SPLITS = ("train", "val", "test", "test_novel")
 MSRVTT_SPLITS = {"train": "train", "val": "validate", "test": "test", "test_novel": "test_novel"}
 MAX_CAPTION_TOKENS = 16
@@ -733,6 +734,34 @@ def most_common_answer(answers: Sequence[dict]) -> str:
 # Videos
 
 
+# Ten activities. Four move throughout; the others need the order of the frames: "then stopping"
+# looks, frame by frame, like moving throughout followed by a still object, and "then back" shows
+# the same positions and the same motions as its mirror ("moving right then back" covers the same
+# segment in the other order), so a single frame, or a bag of frames, cannot tell them apart.
+ACTIVITIES = ("moving left", "moving right", "moving up", "moving down",
+              "moving left then stopping", "moving right then stopping",
+              "moving left then back", "moving right then back", "growing", "shrinking")
+# The semantic tuple of a clip (LRCN §6: subject, verb, object/place), one word or phrase per slot:
+# the subject is the moving object's colour and shape, the verb what it does, the place where it
+# goes. (verb, place) names the activity; every value is a word the captions use.
+TUPLE_SLOTS = ("colour", "shape", "verb", "place")
+TUPLE_VERBS = ("moves", "stops", "returns", "grows", "shrinks")
+TUPLE_PLACES = ("left", "right", "up", "down", "middle")
+TUPLE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "verb": TUPLE_VERBS, "place": TUPLE_PLACES}
+_ACTIVITY_TUPLES = {"moving left": ("moves", "left"), "moving right": ("moves", "right"),
+                    "moving up": ("moves", "up"), "moving down": ("moves", "down"),
+                    "moving left then stopping": ("stops", "left"),
+                    "moving right then stopping": ("stops", "right"),
+                    "moving left then back": ("returns", "left"),
+                    "moving right then back": ("returns", "right"),
+                    "growing": ("grows", "middle"), "shrinking": ("shrinks", "middle")}
+_SPEED = 0.6  # frame sides per clip: every mover moves at this speed while it moves
+_DISTRACTOR_SPEED = 0.25  # slower, so "the object that moves most" is the subject
+# Grey levels of per-pixel noise, drawn anew for every frame. (No camera shake: at 32 pixels a
+# one-pixel shake is as large as a mover's motion per frame and drowns the optical flow.)
+_CAMERA_NOISE_SIGMA = 8.0
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoObject:
     """An object of a video at one instant, in fractions of the frame side.
@@ -758,15 +787,26 @@ class VideoObject:
                 2 * r + 1, 2 * r + 1)
 
 
+def _lerp(a: VideoObject, b: VideoObject, t: float) -> VideoObject:
+    mix = lambda u, v: u + (v - u) * t  # noqa: E731
+    return dataclasses.replace(a, x=mix(a.x, b.x), y=mix(a.y, b.y), size=mix(a.size, b.size))
+
+
 @dataclasses.dataclass(frozen=True)
 class Video:
-    """A shapes-world video: one object interpolated from `start` to `end`, and a static distractor.
+    """A shapes-world video: one object that moves from `start` to `end` (reached at time `turn`,
+    then still or coming back), a distractor that drifts slowly in its own lane, camera noise.
 
     Args:
         activity: one of `ACTIVITIES`.
         start: the moving object at the first frame.
-        end: the moving object at the last frame (same shape and colour).
-        distractor: an object that stays still, in a place the moving object never covers; or None.
+        end: the moving object at time `turn` (same shape and colour).
+        distractor: at the first frame: an object that drifts at `_DISTRACTOR_SPEED` to
+            `distractor_end`, in a place the moving object never covers; or None.
+        distractor_end: the distractor at the last frame.
+        turn: when (in [0, 1]) the moving object reaches `end`: 1 for movers throughout; after
+            it, "then stopping" stays at `end` and "then back" returns to `start`.
+        camera_seed: seeds each frame's pixel noise (None: a clean camera).
 
     Example:
         >>> video = sample_video(np.random.default_rng(0))
@@ -777,28 +817,66 @@ class Video:
     start: VideoObject
     end: VideoObject
     distractor: VideoObject | None = None
+    distractor_end: VideoObject | None = None
+    turn: float = 1.0
+    camera_seed: int | None = None
 
     def at(self, t: float) -> VideoObject:
         """The moving object at time t in [0, 1]."""
-        lerp = lambda a, b: a + (b - a) * t  # noqa: E731
-        return dataclasses.replace(self.start, x=lerp(self.start.x, self.end.x),
-                                   y=lerp(self.start.y, self.end.y),
-                                   size=lerp(self.start.size, self.end.size))
+        if t <= self.turn:
+            return _lerp(self.start, self.end, t / self.turn)
+        if self.activity.endswith("then back"):
+            return _lerp(self.end, self.start, (t - self.turn) / (1 - self.turn))
+        return self.end
+
+    def distractor_at(self, t: float) -> VideoObject | None:
+        if self.distractor is None:
+            return None
+        return _lerp(self.distractor, self.distractor_end or self.distractor, t)
+
+    @property
+    def tuple(self) -> dict[str, str]:
+        """The clip's semantic tuple, {slot: value} for every `TUPLE_SLOTS` (LRCN §6)."""
+        verb, place = _ACTIVITY_TUPLES[self.activity]
+        return {"colour": self.start.colour, "shape": self.start.shape, "verb": verb, "place": place}
+
+
+def _mover_path(activity: str, rng, lane_centre: float, jitter) -> tuple[tuple, tuple, float]:
+    """((x0, y0, size0), (x1, y1, size1), turn) of the moving object."""
+    horizontal = "left" in activity or "right" in activity
+    towards_low = "left" in activity or "up" in activity  # decreasing x or y
+    if activity.endswith("then back"):
+        turn, lo = 0.5, float(rng.uniform(0.15, 0.55))
+        # The same segment [lo, lo + 0.3] for both directions: only the order differs.
+        ends = (lo + _SPEED / 2, lo) if towards_low else (lo, lo + _SPEED / 2)
+    elif activity.endswith("then stopping"):
+        turn = round(float(rng.uniform(0.4, 0.7)), 3)
+        first = float(rng.uniform(0.55, 0.85))
+        start = first if towards_low else 1 - first
+        ends = (start, start - _SPEED * turn) if towards_low else (start, start + _SPEED * turn)
+    elif activity.startswith("moving"):
+        turn, ends = 1.0, ((0.8, 0.2) if towards_low else (0.2, 0.8))
+    else:
+        x, y = 0.5 + jitter(), 0.5 + jitter()
+        sizes = (0.15, 0.5) if activity == "growing" else (0.5, 0.15)
+        return (x, y, sizes[0]), (x, y, sizes[1]), 1.0
+    ends = tuple(round(e, 3) for e in ends)
+    across = lane_centre + jitter()
+    if horizontal:
+        return (ends[0], across, 0.22), (ends[1], across, 0.22), turn
+    return (across, ends[0], 0.22), (across, ends[1], 0.22), turn
 
 
 def sample_video(rng: np.random.Generator) -> Video:
-    """Draws an activity, a moving object and (half the time) a static distractor.
+    """Draws an activity, a moving object, (60% of the time) a drifting distractor, and the camera.
 
-    Movers travel 0.6 of the frame side; growing/shrinking objects change size 3.3x. Movers keep
-    to one half of the frame (a "lane") and the distractor sits in the other half; growing
-    objects stay in the middle and the distractor in a corner; so the two never overlap.
+    Movers move 0.6 of the frame side per clip while they move and keep to one half of the frame
+    (a "lane"); the distractor drifts at 0.25 in the other lane, along it, in a random direction.
+    Growing/shrinking objects (size x3.3) stay in the middle and the distractor drifts along the
+    top or bottom edge. So the two never overlap, and the distractor never moves like the subject.
 
     Args:
         rng: the random stream.
-
-    Example:
-        >>> sample_video(np.random.default_rng(0)).activity
-        'growing'
     """
     activity = ACTIVITIES[int(rng.integers(len(ACTIVITIES)))]
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
@@ -807,34 +885,38 @@ def sample_video(rng: np.random.Generator) -> Video:
     jitter = lambda: round(float(rng.uniform(-0.04, 0.04)), 3)  # noqa: E731
     lane = int(rng.integers(2))
     lane_centre, other_lane = (0.28, 0.72) if lane == 0 else (0.72, 0.28)
-    travel = {"moving left": (0.8, 0.2), "moving right": (0.2, 0.8),
-              "moving up": (0.8, 0.2), "moving down": (0.2, 0.8)}
-    if activity in ("moving left", "moving right"):
-        y = lane_centre + jitter()
-        (x0, x1), (y0, y1), (s0, s1) = travel[activity], (y, y), (0.22, 0.22)
-        spot = (round(float(rng.uniform(0.2, 0.8)), 3), other_lane + jitter())
-    elif activity in ("moving up", "moving down"):
-        x = lane_centre + jitter()
-        (x0, x1), (y0, y1), (s0, s1) = (x, x), travel[activity], (0.22, 0.22)
-        spot = (other_lane + jitter(), round(float(rng.uniform(0.2, 0.8)), 3))
-    else:
-        x, y = 0.5 + jitter(), 0.5 + jitter()
-        (x0, x1), (y0, y1) = (x, x), (y, y)
-        s0, s1 = (0.15, 0.5) if activity == "growing" else (0.5, 0.15)
-        corner = int(rng.integers(4))
-        spot = (0.12 if corner % 2 == 0 else 0.88, 0.12 if corner < 2 else 0.88)
-    distractor = None
-    if rng.random() < 0.5:
-        distractor = VideoObject(SHAPES[int(rng.integers(len(SHAPES)))],
-                                 colours[int(rng.integers(len(colours)))], spot[0], spot[1],
-                                 0.18 if activity.startswith("moving") else 0.14)
-    return Video(activity, VideoObject(shape, colour, x0, y0, s0),
-                 VideoObject(shape, colour, x1, y1, s1), distractor)
+    start, end, turn = _mover_path(activity, rng, lane_centre, jitter)
+    distractor = distractor_end = None
+    if rng.random() < 0.6:
+        d_shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        d_colour = colours[int(rng.integers(len(colours)))]
+        along = float(rng.uniform(0.2, 0.8 - _DISTRACTOR_SPEED))
+        path = (along, along + _DISTRACTOR_SPEED)[::1 if rng.random() < 0.5 else -1]
+        path = tuple(round(p, 3) for p in path)
+        if activity in ("growing", "shrinking"):
+            edge = 0.12 if rng.random() < 0.5 else 0.88
+            points, size = [(p, edge) for p in path], 0.14
+        elif "left" in activity or "right" in activity:
+            across = other_lane + jitter()
+            points, size = [(p, across) for p in path], 0.18
+        else:
+            across = other_lane + jitter()
+            points, size = [(across, p) for p in path], 0.18
+        distractor, distractor_end = (VideoObject(d_shape, d_colour, *p, size) for p in points)
+    return Video(activity, VideoObject(shape, colour, *start), VideoObject(shape, colour, *end),
+                 distractor, distractor_end, turn, int(rng.integers(2 ** 31)))
 
 
 def video_boxes(video: Video, num_frames: int, video_size: int) -> list[tuple[int, int, int, int]]:
     """The moving object's box [x, y, w, h] in each frame."""
     return [video.at(t / (num_frames - 1)).box(video_size) for t in range(num_frames)]
+
+
+def distractor_boxes(video: Video, num_frames: int, video_size: int) -> list[tuple[int, int, int, int]]:
+    """The distractor's box in each frame ([] without one)."""
+    if video.distractor is None:
+        return []
+    return [video.distractor_at(t / (num_frames - 1)).box(video_size) for t in range(num_frames)]
 
 
 def render_video(video: Video, video_size: int = 64, num_frames: int = 20) -> np.ndarray:
@@ -851,16 +933,18 @@ def render_video(video: Video, video_size: int = 64, num_frames: int = 20) -> np
     """
     if num_frames < MIN_FRAMES:
         raise ValueError(f"num_frames must be >= {MIN_FRAMES}, got {num_frames}")
+    noise = None if video.camera_seed is None else np.random.default_rng(video.camera_seed)
+    distractors = distractor_boxes(video, num_frames, video_size)
     frames = np.empty((num_frames, video_size, video_size, 3), np.uint8)
     for t, box in enumerate(video_boxes(video, num_frames, video_size)):
         frame = blank_canvas(video_size)
-        if video.distractor is not None:
-            x, y, side, _ = video.distractor.box(video_size)
+        if distractors:
+            x, y, side, _ = distractors[t]
             draw_shape(frame, video.distractor.shape, COLOURS[video.distractor.colour], x, y,
                        (side - 1) // 2)
         draw_shape(frame, video.start.shape, COLOURS[video.start.colour], box[0], box[1],
                    (box[2] - 1) // 2)
-        frames[t] = frame
+        frames[t] = frame if noise is None else add_noise(frame, noise, _CAMERA_NOISE_SIGMA)
     return frames
 
 
@@ -878,13 +962,42 @@ _VIDEO_TEMPLATES = {
     "moving down": ("{a} moves down", "{a} is moving down", "{the} falls from the top to the bottom",
                     "{a} moving downward", "{a} travels from the top to the bottom",
                     "{the} goes down the screen"),
+    "moving left then stopping": ("{a} moves left and stops", "{a} moves to the left then stops",
+                                  "{the} slides left and comes to a stop",
+                                  "{a} moving left then stopping", "{a} goes left and then stays still",
+                                  "{the} stops after moving left"),
+    "moving right then stopping": ("{a} moves right and stops", "{a} moves to the right then stops",
+                                   "{the} slides right and comes to a stop",
+                                   "{a} moving right then stopping",
+                                   "{a} goes right and then stays still",
+                                   "{the} stops after moving right"),
+    "moving left then back": ("{a} moves left and returns", "{a} goes to the left and comes back",
+                              "{the} slides left and back again", "{a} moving left then back",
+                              "{a} goes left and then returns to the right",
+                              "{the} returns after moving left"),
+    "moving right then back": ("{a} moves right and returns", "{a} goes to the right and comes back",
+                               "{the} slides right and back again", "{a} moving right then back",
+                               "{a} goes right and then returns to the left",
+                               "{the} returns after moving right"),
     "growing": ("{a} grows bigger", "{a} is growing", "{the} gets larger and larger",
                 "{a} growing in size", "a small {o} becomes large", "{the} expands"),
     "shrinking": ("{a} shrinks", "{a} is shrinking", "{the} gets smaller and smaller",
                   "{a} shrinking in size", "a large {o} becomes small", "{the} contracts"),
 }
 _VIDEO_VERBS = {"moving left": "moves left", "moving right": "moves right", "moving up": "moves up",
-                "moving down": "moves down", "growing": "grows", "shrinking": "shrinks"}
+                "moving down": "moves down", "moving left then stopping": "moves left and stops",
+                "moving right then stopping": "moves right and stops",
+                "moving left then back": "moves left and returns",
+                "moving right then back": "moves right and returns",
+                "growing": "grows", "shrinking": "shrinks"}
+
+
+def _drift(video: Video) -> str:
+    """The distractor's own motion: "drifts left" / "right" / "up" / "down"."""
+    d, e = video.distractor, video.distractor_end
+    if abs(e.x - d.x) > abs(e.y - d.y):
+        return "drifts left" if e.x < d.x else "drifts right"
+    return "drifts up" if e.y < d.y else "drifts down"
 
 
 def video_captions(video: Video, rng: np.random.Generator) -> list[str]:
@@ -914,7 +1027,7 @@ def video_captions(video: Video, rng: np.random.Generator) -> list[str]:
     if video.distractor is not None:
         d = video.distractor
         captions[-1] = (f"{fill('{a}', synonyms=True)} {_VIDEO_VERBS[video.activity]} while "
-                        f"{_article(d.colour + ' ' + d.shape)} stays still")
+                        f"{_article(d.colour + ' ' + d.shape)} {_drift(video)}")
     return captions
 
 
@@ -1244,7 +1357,10 @@ def _write_videos(out_dir, num_videos, seed, video_size, num_frames, num_novel: 
                     os.path.join(base, "videos", f"{video_id}.avi"))
         videos.append({"category": ACTIVITIES.index(video.activity), "url": "",
                        "video_id": video_id, "start time": 0.0, "end time": num_frames / FPS,
-                       "split": MSRVTT_SPLITS[splits[n]], "id": n})
+                       "split": MSRVTT_SPLITS[splits[n]], "id": n,
+                       # Not an MSR-VTT field (its readers ignore it): the clip's semantic tuple
+                       # (LRCN §6), for the tuple predictor and the §6 decoders.
+                       "tuple": video.tuple})
         captions = video_captions(video, rng)
         for caption in captions:
             sentences.append({"caption": caption, "video_id": video_id, "sen_id": len(sentences)})
@@ -1252,9 +1368,11 @@ def _write_videos(out_dir, num_videos, seed, video_size, num_frames, num_novel: 
                       "activity": video.activity, "category": ACTIVITIES.index(video.activity),
                       "object": {"shape": video.start.shape, "colour": video.start.colour},
                       "boxes": [list(b) for b in video_boxes(video, num_frames, video_size)],
+                      "tuple": video.tuple, "turn": video.turn,
                       "distractor": None if video.distractor is None else {
                           "shape": video.distractor.shape, "colour": video.distractor.colour,
-                          "box": list(video.distractor.box(video_size))},
+                          "motion": _drift(video),
+                          "boxes": [list(b) for b in distractor_boxes(video, num_frames, video_size)]},
                       "frames": num_frames, "fps": FPS,
                       "captions": captions})
     info = {"contributor": "vcaption (generated)", "data_created": _INFO_DATE,

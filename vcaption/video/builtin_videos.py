@@ -32,6 +32,16 @@ def video_settings(task_args: Mapping) -> dict:
     return {**video, "record_frames": math.ceil(video["frames"] / video["frame_stride"])}
 
 
+def builtin_video_world(cfg: ExperimentConfig) -> str:
+    """The directory of the built-in world the preset's videos are generated into."""
+    video = video_settings(cfg.task_args)
+    # Named by every setting that changes its contents, so that presets with different settings
+    # never share one; "hard": the videos with distractors that move, camera noise and the
+    # activities no single frame tells apart (a world generated before them is not reused).
+    return os.path.join(cfg.data.shapes_root,
+                        f"world-videos{video['videos']}-f{video['frames']}-s{video['video_size']}-hard")
+
+
 def prepare_builtin_videos(cfg: ExperimentConfig) -> PreparedData:
     """Generates the shapes world's videos and preprocesses them (once each); returns the records.
 
@@ -43,10 +53,8 @@ def prepare_builtin_videos(cfg: ExperimentConfig) -> PreparedData:
     from vcaption.datasets import shapes
 
     video = video_settings(cfg.task_args)
-    # The directories are named by every setting that changes their contents, so that presets
-    # with different settings never share one.
-    tag = f"videos{video['videos']}-f{video['frames']}-s{video['video_size']}"
-    world = os.path.join(cfg.data.shapes_root, f"world-{tag}")
+    world = builtin_video_world(cfg)
+    tag = os.path.basename(world).removeprefix("world-")
     records_dir = os.path.join(cfg.data.shapes_root,
                                f"records-{tag}-stride{video['frame_stride']}-{cfg.data.image_size}-flow")
     info = os.path.join(world, "msrvtt", "videodatainfo.json")

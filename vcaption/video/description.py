@@ -1,5 +1,6 @@
 """Video description (task "video_caption"): mean-pool (Venugopalan et al., NAACL 2015), S2VT
-(Venugopalan et al., ICCV 2015) and the LRCN decoder (Donahue et al. §6).
+(Venugopalan et al., ICCV 2015), a frame LSTM with LRCN's factored decoder, and LRCN §6's decoders
+over a predicted semantic tuple (Donahue et al. §6, Table 7; `video.tuple_systems`).
 
     python -m vcaption.train --preset video_description [--output runs/video_description]
 
@@ -32,7 +33,7 @@ from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
 from vcaption.runtime.task import System, Task, Trained
 from vcaption.runtime.trainer import TrainingPlan, steps_per_epoch
-from vcaption.video import run_files
+from vcaption.video import run_files, tuple_systems
 from vcaption.video.builtin_videos import prepared_videos, video_settings
 from vcaption.video.export import export_video_captioner
 
@@ -134,27 +135,46 @@ class VideoCaptionTask(Task):
         return prepared_videos(cfg)
 
     def systems(self, cfg, data, run):
-        vocab_size = data.vocabulary().size
-        return [captioner_system(cfg, data, name, spec, vocab_size)
-                for name, spec in caption_systems(cfg).items()]
+        vocab_size, specs = data.vocabulary().size, caption_systems(cfg)
+        if not any(tuple_systems.is_tuple_system(spec) for spec in specs.values()):
+            return [captioner_system(cfg, data, name, spec, vocab_size) for name, spec in specs.items()]
+        # LRCN §6: the tuple predictor first; its decoders hold a frozen copy of it.
+        tuples = tuple_systems.read_tuples(tuple_systems.tuples_path(cfg))
+        return [tuple_systems.predictor_system(cfg, data, tuples)] + [
+            tuple_systems.captioner_system(cfg, data, run, name, spec, vocab_size, tuples)
+            if tuple_systems.is_tuple_system(spec) else captioner_system(cfg, data, name, spec, vocab_size)
+            for name, spec in specs.items()]
 
     def evaluate(self, cfg, data, trained: dict[str, Trained], run: RunDirectory) -> dict:
-        vocab, decode = data.vocabulary(), cfg.decode
+        vocab, decode, specs = data.vocabulary(), cfg.decode, caption_systems(cfg)
         test = caption_eval_dataset(data, "test", cfg.data.image_size,
                                     video_settings(cfg.task_args)["record_frames"])
+        oracle = lambda spec: spec.get("tuple_input") == "oracle"  # noqa: E731
+        tuples = (tuple_systems.read_tuples(tuple_systems.tuples_path(cfg))
+                  if tuple_systems.PREDICTOR_SYSTEM in trained else None)
         rows, candidates = {}, {}
-        for name, system in trained.items():
-            rows[name], candidates[name], videos = describe_and_score(system.model, vocab, test, decode)
+        for name, spec in specs.items():
+            dataset = tuple_systems.oracle_eval_dataset(cfg, data, tuples) if oracle(spec) else test
+            rows[name], candidates[name], videos = describe_and_score(trained[name].model, vocab, dataset,
+                                                                      decode)
         table = evaluation.format_table(
             {name: {m: v for m, v in row.items() if m != "decode_seconds"} for name, row in rows.items()},
             f"Video description, test split ({videos} videos), beam {decode.beam_size}")
+        result = {"task": self.name, "preset": cfg.name, "data_dir": data.directory,
+                  "beam_size": decode.beam_size, "rows": rows}
+        if tuples is not None:
+            predictor_rows = tuple_systems.predictor_rows(cfg, data, trained[tuple_systems.PREDICTOR_SYSTEM].model,
+                                                          tuples)
+            table7 = tuple_systems.format_table7(rows, specs, f"LRCN Table 7 layout, test split ({videos} "
+                                                              f"videos), beam {decode.beam_size}, %")
+            table = "\n\n".join([table, table7, tuple_systems.format_predictor_table(predictor_rows, videos)])
+            result["tuple_predictor"] = predictor_rows
         print(table)
         run_files.write_table(run, "```\n" + table + "\n```")
-        best = max(rows, key=lambda name: rows[name]["CIDEr"])
+        # The export serves frames: the oracle, which reads the true tuple, is never the run's model.
+        best = max((name for name in rows if not oracle(specs[name])), key=lambda name: rows[name]["CIDEr"])
         run_files.keep_as_run_model(run, best)  # what the export serves
-        return {"task": self.name, "preset": cfg.name, "data_dir": data.directory,
-                "beam_size": decode.beam_size, "rows": rows, "best": best,
-                "training": {name: t.training for name, t in trained.items()},
+        return {**result, "best": best, "training": {name: t.training for name, t in trained.items()},
                 "examples": {name: dict(sorted(c.items())[:EXAMPLES_PER_SYSTEM])
                              for name, c in candidates.items()}}
 

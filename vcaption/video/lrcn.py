@@ -206,8 +206,9 @@ class VideoLRCNCaptioner(LRCNCaptioner):
     * `"mean_pool"`: v = mean_t φ_V(x_t) (Venugopalan et al., NAACL 2015, "Translating Videos to
       Natural Language Using Deep RNNs", §3: mean-pooled fc7 at every step of a 2-layer LSTM;
       use `variant="2u"`). The mean forgets the order of the frames.
-    * `"lstm"`: v = h_T of an encoder LSTM over φ_V(x_1..T) (LRCN §6, encoder + decoder with the
-      visual representation at every step; use `variant="2f"`, the factored decoder of §5).
+    * `"lstm"`: v = h_T of an encoder LSTM over φ_V(x_1..T), at every step of a decoder (use
+      `variant="2f"`, the factored decoder of LRCN §5). Not LRCN §6, whose decoders read a
+      predicted semantic tuple (`vcaption.video.semantic_tuple`).
 
     Everything after the encoder (embedding, recurrences, `initial_state`/`step`) is the image
     captioner's, so the shared decoders in `vcaption.decoding` run it at any beam width.
@@ -229,7 +230,7 @@ class VideoLRCNCaptioner(LRCNCaptioner):
     logits = model({"visual": frames, "caption_in": caption_in})  # [batch, time, 60]
     ```
 
-    Reference: Donahue et al., PAMI 2017, §6; Venugopalan et al., NAACL 2015.
+    Reference: Donahue et al., PAMI 2017, §5; Venugopalan et al., NAACL 2015.
     """
 
     def __init__(self, vocab_size, num_frames=16, video_encoder="lstm", encoder_units=128,
