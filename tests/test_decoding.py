@@ -240,14 +240,14 @@ def test_sampling():
     best = decoding.sample(model.step, state, seed=(1, 2), n_best=1, **kwargs)
     np.testing.assert_array_equal(best.ids[:, 0], first.ids[:, 0])  # best-of-N = argmax
 
-    # Inverse temperature: sharper distribution -> fewer distinct, more likely samples.
-    def spread(beta):
-        r = decoding.sample(model.step, state, seed=(5, 5), n_best=32, inverse_temperature=beta,
+    # Temperature: sharper distribution (lower T) -> fewer distinct, more likely samples.
+    def spread(temperature):
+        r = decoding.sample(model.step, state, seed=(5, 5), n_best=32, temperature=temperature,
                             **kwargs)
         filled = r.lengths.numpy() > 0
         return filled.sum(), r.log_probs.numpy()[filled].mean()
 
-    (n_flat, mean_flat), (n_sharp, mean_sharp) = spread(0.5), spread(3.0)
+    (n_flat, mean_flat), (n_sharp, mean_sharp) = spread(2.0), spread(1 / 3)
     assert n_flat > n_sharp and mean_flat < mean_sharp
 
     # A very peaked distribution samples the greedy sequence.
@@ -255,6 +255,24 @@ def test_sampling():
     zero = peaked.initial_state(np.zeros([2, 1], np.float32))
     sampled = decoding.sample(peaked.step, zero, seed=(0, 7), **kwargs)
     np.testing.assert_array_equal(sampled.ids, decoding.greedy(peaked.step, zero, 5).ids)
+
+
+def test_temperature_divides_the_logits():
+    """One convention, the true temperature: sampling at T from a model draws exactly what sampling
+    at T = 1 draws from the same model with its logits divided by T (LRCN's factor 1 / T)."""
+    model = TableModel(vocab_size=6, positions=5, image_dim=2, seed=9)
+    cooled = TableModel(table=model.table * 2.0, image_dim=2)  # logits / 0.5; zero images: w unused
+    zero = model.initial_state(np.zeros([3, 2], np.float32))
+    kwargs = dict(max_length=5, num_samples=16, seed=(4, 2), n_best=16)
+    at_half = decoding.sample(model.step, zero, temperature=0.5, **kwargs)
+    scaled = decoding.sample(cooled.step, cooled.initial_state(np.zeros([3, 2], np.float32)), **kwargs)
+    # The same draws; only their order differs, ranked by each model's own untempered likelihood.
+    for b in range(3):
+        assert sorted(map(tuple, at_half.ids[b].numpy())) == sorted(map(tuple, scaled.ids[b].numpy()))
+    assert decoding.lrcn_temperature(1.5) == pytest.approx(2 / 3)  # LRCN's best setting, §5
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            decoding.sample(model.step, zero, temperature=bad, **kwargs)
 
 
 class Captioner(tf.Module):

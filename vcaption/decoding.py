@@ -127,17 +127,20 @@ def greedy(step_fn, initial_state, max_length, start_id=START_ID, end_id=END_ID)
         lengths=lengths[:, tf.newaxis])
 
 
-def sample(step_fn, initial_state, max_length, num_samples, inverse_temperature=1.0,
+def sample(step_fn, initial_state, max_length, num_samples, temperature=1.0,
            seed=(0, 0), n_best=1, start_id=START_ID, end_id=END_ID):
     """Best-of-N sampling (LRCN, Donahue et al. PAMI 2017, §5: N = 100 samples, keep the most likely).
 
     Each example's state is tiled `num_samples` times; at every step each copy draws
-        y_t ~ softmax(inverse_temperature * logits_t)
-    (LRCN's Caffe `captioner.py` multiplies the logits by its `temp`, i.e. it is an *inverse*
-    temperature: > 1 sharpens, < 1 flattens, -> inf is greedy.) The samples are then ranked per
-    example by their log-likelihood under the *untempered* model, log P(Y) = Σ_t log softmax(
-    logits_t)[y_t] (<end> included, no length normalisation), duplicates removed, and the best
-    `n_best` returned.
+        y_t ~ softmax(logits_t / temperature)
+    with a true temperature T: > 1 flattens, < 1 sharpens, -> 0 is greedy. This is the one
+    temperature convention of vcaption (the export's `caption_sample` takes the same T). LRCN's
+    Table 6 "T" is the reciprocal: "a scalar factor T (inverse of the temperature) applied to the
+    logits", as in its Caffe `captioner.py`, which multiplies the logits by `temp`. So LRCN's
+    T = 1, 1.5, 2 are temperature = 1, 2/3, 1/2 here (`lrcn_temperature`). The samples are then
+    ranked per example by their log-likelihood under the *untempered* model, log P(Y) = Σ_t log
+    softmax(logits_t)[y_t] (<end> included, no length normalisation), duplicates removed, and the
+    best `n_best` returned.
 
     Randomness is stateless (`tf.random.stateless_categorical` with a per-step key derived by
     `stateless_fold_in(seed, t)`), so results are deterministic given `seed` and the batch.
@@ -147,7 +150,8 @@ def sample(step_fn, initial_state, max_length, num_samples, inverse_temperature=
       initial_state: nested dict, every leaf [batch, ...].
       max_length: python int, maximum number of generated tokens (<end> included).
       num_samples: python int N, samples drawn per example.
-      inverse_temperature: float β of softmax(β · logits).
+      temperature: float T > 0 of softmax(logits / T): a scalar, or a [batch, 1] tensor giving
+        each (tiled) row its own T.
       seed: int32/int64 shape [2] stateless seed.
       n_best: python int <= num_samples, number of distinct samples returned per example.
       start_id: token fed at t = 0.
@@ -157,18 +161,20 @@ def sample(step_fn, initial_state, max_length, num_samples, inverse_temperature=
       `DecodeResult` with n = n_best; `scores` = `log_probs` (untempered). If fewer than `n_best`
       distinct samples were drawn, the remaining slots are unfilled (score -inf, length 0).
     """
+    if isinstance(temperature, (int, float)) and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     if n_best > num_samples:
         raise ValueError(f"n_best={n_best} > num_samples={num_samples}")
     batch_size = _batch_size(initial_state)
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
         seed = tf.cast(seed, tf.int64)
-    beta = tf.cast(inverse_temperature, tf.float32)
+    temperature = tf.cast(temperature, tf.float32)
 
     def choose(t, logits):
         step_seed = tf.random.experimental.stateless_fold_in(seed, t)
         draws = tf.random.stateless_categorical(
-            logits * beta, 1, seed=step_seed, dtype=tf.int32)  # [batch * samples, 1]
+            logits / temperature, 1, seed=step_seed, dtype=tf.int32)  # [batch * samples, 1]
         return draws[:, 0]
 
     ids, log_probs, lengths = _decode_loop(
@@ -187,6 +193,11 @@ def sample(step_fn, initial_state, max_length, num_samples, inverse_temperature=
     duplicate = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=-1)  # [batch, s]
     key = tf.where(duplicate, tf.constant(-float("inf")), log_probs)
     return _select_n_best(key, ids, log_probs, lengths, n_best)
+
+
+def lrcn_temperature(lrcn_t):
+    """The true temperature of LRCN Table 6's "T", a factor on the logits (its inverse)."""
+    return 1.0 / lrcn_t
 
 
 def _decode_loop(step_fn, initial_state, max_length, choose, start_id, end_id):

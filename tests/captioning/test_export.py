@@ -33,7 +33,7 @@ from vcaption.captioning.lrcn import LRCNCaptioner
 IMAGE_SIZE = 32
 DECODE = DecodeConfig(beam_size=3, max_length=8, alpha=0.6, n_best=2)
 WORDS = "a red blue green circle square triangle small big left right of the on".split()
-SAMPLES, TEMPERATURE = 6, 1.0  # 1 / 1.0 is exact, so the inverse temperature matches bit for bit
+SAMPLES, TEMPERATURE = 6, 1.0
 
 
 def _jpeg(seed: int, height: int = 40, width: int = 52) -> bytes:
@@ -88,7 +88,7 @@ def _in_package(model, vocab, jpegs):
     beam = decoding.beam_search(model.step, state, model.vocab_size, DECODE.beam_size,
                                 DECODE.max_length, n_best=DECODE.n_best, alpha=DECODE.alpha)
     sampled = decoding.sample(model.step, state, DECODE.max_length, num_samples=SAMPLES,
-                              inverse_temperature=1.0 / TEMPERATURE, seed=export.SAMPLE_SEED,
+                              temperature=TEMPERATURE, seed=export.SAMPLE_SEED,
                               n_best=DECODE.n_best)
     return {"serving_default": strings(beam), "caption_sample": strings(sampled),
             "features": features.numpy()}
@@ -233,7 +233,7 @@ def test_sampling_settings_are_per_image(exported, loaded):
 
     def package(temperature, row):  # decoding.sample on both images, one temperature, this row
         result = decoding.sample(model.step, state, DECODE.max_length, num_samples=SAMPLES,
-                                 inverse_temperature=1.0 / temperature, seed=export.SAMPLE_SEED,
+                                 temperature=temperature, seed=export.SAMPLE_SEED,
                                  n_best=DECODE.n_best)
         ids = tf.reshape(result.ids[row], [-1, DECODE.max_length])  # [N, length]
         return vocab.decode(ids).numpy().tolist(), result.scores[row].numpy()

@@ -47,7 +47,7 @@ def test_traced_sampling_runs_repeatedly(name):
     @tf.function(reduce_retracing=True)
     def sample(visual):
         state = model.initial_state(model.encode_visual(visual))
-        return decoding.sample(model.step, state, max_length=6, num_samples=5, inverse_temperature=1.5,
+        return decoding.sample(model.step, state, max_length=6, num_samples=5, temperature=1 / 1.5,
                                seed=(3, 4))
 
     features = tf.random.stateless_normal([4, 7], seed=[5, 6])

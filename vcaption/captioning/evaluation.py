@@ -1,13 +1,14 @@
 """Evaluate captioners: generate with the in-graph decoders, score with pycocoevalcap.
 
-Library functions: `make_generator`, `generate_captions`, teacher-forced perplexity,
+Library functions: `make_generator`, `make_sampler`, `generate_captions`, teacher-forced perplexity,
 `evaluate_captioner` (metrics of a captioner on a split), `evaluate_systems` (a captioner and its
-baselines, with scene grounding on the built-in world), `format_table`, `print_tables`,
-`write_results`, `write_split_files`. The command line is `python -m vcaption.evaluate`.
+baselines, with caption diversity, and scene grounding on the built-in world), `format_table`,
+`print_tables`, `write_results`, `write_split_files`. The command line is `python -m vcaption.evaluate`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Mapping
@@ -17,20 +18,38 @@ import tensorflow as tf
 from vcaption import data, decoding, text
 from vcaption.config import DecodeConfig
 from vcaption.metrics import caption as caption_metrics
-from vcaption.metrics import grounding
+from vcaption.metrics import diversity, grounding
 from vcaption.runtime import profile
 
 
 def make_generator(model, decode: DecodeConfig, n_best: int = 1):
-    """A traced function visual[B, ...] -> DecodeResult, using the model's step API."""
+    """A traced function (visual[B, ...], batch index = None) -> DecodeResult, using the model's
+    step API; deterministic decoders ignore the batch index (`make_sampler` seeds with it)."""
 
     @tf.function(reduce_retracing=True)
-    def generate(visual):
+    def generate(visual, batch_index=None):
+        del batch_index
         state = model.initial_state(model.encode_visual(visual))
         if decode.beam_size <= 1:
             return decoding.greedy(model.step, state, decode.max_length)
         return decoding.beam_search(model.step, state, model.vocab_size, decode.beam_size,
                                     decode.max_length, n_best=n_best, alpha=decode.alpha)
+
+    return generate
+
+
+def make_sampler(model, max_length: int, num_samples: int, temperature: float, seed: int = 0):
+    """A traced function (visual[B, ...], batch index) -> DecodeResult: best-of-N sampling
+    (`decoding.sample`, true temperature) keeping the most likely of `num_samples` draws.
+
+    Each batch draws with its own stateless seed (seed, batch index), so the batches of a split are
+    not fed the same random stream and a run is reproducible."""
+
+    @tf.function(reduce_retracing=True)
+    def generate(visual, batch_index):
+        state = model.initial_state(model.encode_visual(visual))
+        return decoding.sample(model.step, state, max_length, num_samples, temperature=temperature,
+                               seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(batch_index, tf.int64)]))
 
     return generate
 
@@ -41,8 +60,8 @@ def generate_captions(generate, vocab: text.Vocabulary, dataset: tf.data.Dataset
     `caption_eval` dataset, with `generate` from `make_generator` (build it once and reuse it:
     each new one is traced again)."""
     candidates, references, scores = {}, {}, {}
-    for batch in dataset:
-        result = generate(batch["visual"])
+    for index, batch in enumerate(dataset):
+        result = generate(batch["visual"], tf.constant(index, tf.int64))
         captions = vocab.decode(result.ids[:, 0]).numpy()  # best of the N-best
         for image_id, caption, refs, score in zip(batch["image_id"].numpy(), captions,
                                                   batch["references"].to_list(), result.log_probs[:, 0].numpy()):
@@ -131,6 +150,37 @@ def format_grounding_table(rows: Mapping[str, Mapping], title: str = "") -> str:
     return _format_rows(rows, GROUNDING_COLUMNS, lambda v: None if v is None else f"{100 * v:>11.1f}", title)
 
 
+DIVERSITY_COLUMNS = {"copied_from_training": "copied %", "distinct_captions": "distinct %",
+                     "vocabulary_used": "vocab", "reference_vocabulary": "human voc",
+                     "vocabulary_coverage": "coverage %", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
+
+
+def format_diversity_table(rows: Mapping[str, Mapping], title: str = "") -> str:
+    """The caption-diversity statistics (`vcaption.metrics.diversity`) of each system: shares in
+    percent, vocabulary sizes in words."""
+    return _format_rows(rows, DIVERSITY_COLUMNS, lambda v: None if v is None else
+                        f"{v:>11d}" if isinstance(v, int) else f"{100 * v:>11.1f}", title)
+
+
+@functools.lru_cache(maxsize=4)
+def training_captions(data_dir: str) -> frozenset[str]:
+    """Every training caption of a preprocessing output, normalized (`text.normalize`): what a
+    generated caption is copied from. Read once per process (the test and test_novel evaluations share it)."""
+    dataset = data.make_dataset(data_dir, "train", "caption_eval", batch_size=512, blind=True)
+    captions = [r.decode() for batch in dataset for refs in batch["references"].to_list() for r in refs]
+    return frozenset(text.normalized_captions(captions))
+
+
+def caption_diversity(candidates: Mapping[str, str], references: Mapping[str, list[str]],
+                      training: frozenset[str]) -> dict:
+    """`diversity.diversity_scores` of generated captions against their images' references and the
+    training captions, all normalized one way (a decoded <unk> becomes "unk", as it would in a reference)."""
+    ids = sorted(candidates)
+    generated = dict(zip(ids, text.normalized_captions([candidates[i] for i in ids])))
+    human = dict(zip(ids, text.normalized_caption_lists([references[i] for i in ids])))
+    return diversity.diversity_scores(generated, human, training)
+
+
 def evaluate_systems(model, vocab: text.Vocabulary, data_dir: str, split: str, decode: DecodeConfig,
                      image_size: int, feature_dim: int | None, *, blind_model=None, neighbours=None,
                      world: tuple[dict, list] | None = None, name: str = "model",
@@ -147,7 +197,8 @@ def evaluate_systems(model, vocab: text.Vocabulary, data_dir: str, split: str, d
         spice: also SPICE, for the captioner's row.
 
     Returns:
-        (rows: system -> numeric metrics, the captioner's `evaluate_captioner` result with its
+        (rows: system -> numeric metrics and a "diversity" block (`caption_diversity`: copies of
+        training captions, distinct captions, vocabulary), the captioner's `evaluate_captioner` result with its
         candidates and per-image scores).
     """
     with profile.phase(split):
@@ -163,19 +214,25 @@ def evaluate_systems(model, vocab: text.Vocabulary, data_dir: str, split: str, d
             with profile.phase("nearest neighbour"):
                 systems["nearest neighbour"] = neighbours.evaluate(split)
         rows = {system: public_metrics(s) for system, s in systems.items()}
-        if world is not None:
-            scenes, held_out = world
+        with profile.phase("diversity and grounding"):
+            training = training_captions(data_dir)
             for system, s in systems.items():
-                rows[system]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
+                rows[system]["diversity"] = caption_diversity(s["candidates"], scores["references"], training)
+            if world is not None:
+                scenes, held_out = world
+                for system, s in systems.items():
+                    rows[system]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
     return rows, scores
 
 
 def print_tables(rows: Mapping[str, Mapping], title: str) -> None:
-    """The caption-metrics table and, when the rows have them, the grounding table."""
+    """The caption-metrics table and, when the rows have them, the grounding and diversity tables."""
     print(format_table(rows, title))
-    grounded = {system: r["grounding"] for system, r in rows.items() if "grounding" in r}
-    if grounded:
-        print(format_grounding_table(grounded, f"{title}: scene grounding"))
+    for block, formatter, label in (("grounding", format_grounding_table, "scene grounding"),
+                                    ("diversity", format_diversity_table, "caption diversity")):
+        blocks = {system: r[block] for system, r in rows.items() if block in r}
+        if blocks:
+            print(formatter(blocks, f"{title}: {label}"))
 
 
 def write_split_files(run, data_dir: str, split: str, scores: Mapping) -> None:

@@ -42,7 +42,7 @@ requests along dimension 0 and splits the outputs back, and refuses scalar input
   `model.encoder(images)` returns (F = the encoder's output width, e.g. 256 for `small_cnn`).
 * `caption_sample`: best-of-N sampling (LRCN §5): `num_samples[b]` captions are drawn for image
   b from softmax(logits / temperature[b]) — `temperature` is a true temperature T (> 1 flattens,
-  < 1 sharpens), i.e. `decoding.sample`'s inverse temperature is 1 / T — and the N most likely
+  < 1 sharpens), the convention of `decoding.sample` (LRCN Table 6's T is 1 / temperature) — and the N most likely
   *distinct* samples are returned, scored by their untempered log-likelihood log P(Y|I) (no
   length normalisation). Fewer distinct samples than N (always so when num_samples < N) leave
   slots with caption "" and score -inf. Both take one value per image (a client with one setting
@@ -169,8 +169,7 @@ class CaptionerServingModule(tf.Module):
             with tf.control_dependencies(checks):
                 num_samples, temperature = tf.identity(num_samples), tf.identity(temperature)
             state = model.initial_state(model.encode_visual(visual_from_bytes(image_bytes)))
-            result = _best_of_n(model.step, state, max_length, num_samples, 1.0 / temperature,
-                                n_best)
+            result = _best_of_n(model.step, state, max_length, num_samples, temperature, n_best)
             return to_strings(result.ids, result.scores)
 
         self.serve = serve
@@ -191,13 +190,13 @@ class CaptionerServingModule(tf.Module):
         return out
 
 
-def _best_of_n(step_fn, state, max_length, num_samples, inverse_temperature, n_best):
-    """`decoding.sample` with a per-row, *dynamic* num_samples and inverse temperature
+def _best_of_n(step_fn, state, max_length, num_samples, temperature, n_best):
+    """`decoding.sample` with a per-row, *dynamic* num_samples and temperature
     (int32 / float32 [batch] tensors) -> `DecodeResult`.
 
     `decoding.sample` takes one Python int for the whole batch. Here every row draws
     S = max(num_samples) samples — the state tiled S times, one sample per tiled row, each row's
-    logits scaled by its own β — and a row's samples beyond its num_samples are dropped before the
+    logits divided by its own T — and a row's samples beyond its num_samples are dropped before the
     ranking (drop duplicates, keep the n_best most likely), redone with a dynamic width. When
     every row asks for the same number and temperature, the draws are bit-identical to
     `decoding.sample`'s: the rows are laid out the same way (`tile_state`, example-major) and
@@ -206,9 +205,9 @@ def _best_of_n(step_fn, state, max_length, num_samples, inverse_temperature, n_b
     batch = tf.shape(num_samples)[0]
     width = tf.maximum(tf.reduce_max(num_samples), 1)  # S (an empty batch still has a width)
     tiled = decoding.tile_state(state, width)  # leaves [batch * S, ...]
-    beta = tf.repeat(inverse_temperature, width)[:, tf.newaxis]  # [batch * S, 1]: row b*S+j has β_b
+    row_temperature = tf.repeat(temperature, width)[:, tf.newaxis]  # [batch * S, 1]: row b*S+j has T_b
     draws = decoding.sample(step_fn, tiled, max_length, num_samples=1,
-                            inverse_temperature=beta, seed=SAMPLE_SEED)
+                            temperature=row_temperature, seed=SAMPLE_SEED)
     ids = tf.reshape(draws.ids, [batch, width, max_length])  # [batch, S, length]
     log_probs = tf.reshape(draws.log_probs, [batch, width])  # [batch, S]
     lengths = tf.reshape(draws.lengths, [batch, width])  # [batch, S]
