@@ -26,6 +26,9 @@ class DataConfig:
             out of every other split, `vcaption.datasets.shapes.HeldOut`); 0: no such split.
         shapes_cluttered: the built-in world's harder images (1-6 objects, varied sizes and
             overlaps, textured noisy background; `shapes.sample_scene(cluttered=True)`).
+        shapes_noc: the built-in world of the Novel Object Captioner (`shapes.generate(noc=True)`):
+            8 shapes, `shapes.NOC_HELD_OUT` in no paired train/val caption, unpaired labelled
+            images and a text corpus under `<world>/noc/`.
         image_size: side of the square images the model sees.
         min_count: vocabulary threshold when preprocessing the built-in world.
         max_length: caption length limit T (words) when preprocessing the built-in world.
@@ -41,6 +44,7 @@ class DataConfig:
     shapes_seed: int = 0
     shapes_novel_images: int = 0
     shapes_cluttered: bool = False
+    shapes_noc: bool = False
     image_size: int = 64
     min_count: int = 5
     max_length: int = 16

@@ -19,6 +19,7 @@ MODELS = {
     "VQAModel": "vcaption.vqa.model",
     "RegionRanker": "vcaption.retrieval.ranker",
     "ObjectClassifier": "vcaption.objects.model",
+    "NOCCaptioner": "vcaption.noc.model",
 }
 
 # Task name (a preset's `task`) -> "module:Task subclass" (`vcaption.runtime.task.Task`).
@@ -30,12 +31,13 @@ TASKS = {
     "retrieval": "vcaption.retrieval.task:RankerTask",
     "region_caption": "vcaption.retrieval.region_captioning:RegionCaptioningTask",
     "objects": "vcaption.objects.task:ObjectsTask",
+    "noc": "vcaption.noc.task:NOCTask",
 }
 
 # Tasks whose evaluation scores captions with pycocoevalcap, whose PTB tokenizer and METEOR run on
 # Java: their commands check for Java before any work. Declared here rather than on the Task
 # classes so that `python -m vcaption.train` checks before the seconds-long TensorFlow import.
-TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption"})
+TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption", "noc"})
 
 
 def get_class(name: str):

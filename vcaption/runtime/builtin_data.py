@@ -24,7 +24,7 @@ BUILTIN_SOURCES = {"karpathy": "dataset_shapes.json", "coco": "annotations", "vq
 def world_variant(cfg: config_lib.DataConfig) -> str:
     """The part of a world's (and its records') directory name that its generator options give."""
     return ((f"-novel{cfg.shapes_novel_images}" if cfg.shapes_novel_images else "")
-            + ("-cluttered" if cfg.shapes_cluttered else ""))
+            + ("-cluttered" if cfg.shapes_cluttered else "") + ("-noc" if cfg.shapes_noc else ""))
 
 
 def world_dir(cfg: config_lib.DataConfig) -> str:
@@ -49,7 +49,8 @@ def builtin_world(cfg: config_lib.DataConfig) -> str:
         novel = f" + {cfg.shapes_novel_images} novel-composition" if cfg.shapes_novel_images else ""
         print(f"Generating the built-in shapes world ({cfg.shapes_images}{novel} images) in {world}")
         shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed,
-                        num_novel_images=cfg.shapes_novel_images, cluttered=cfg.shapes_cluttered)
+                        num_novel_images=cfg.shapes_novel_images, cluttered=cfg.shapes_cluttered,
+                        noc=cfg.shapes_noc)
     return world
 
 
