@@ -19,13 +19,14 @@ visual network recognises and the language model can place in a sentence can be 
 paired caption ever did: the language model gives every shape word a similar logit where a shape
 belongs (their tied embeddings are close), and the visual scores pick the one in the image.
 
-One extension, `image_in_language_model` (on in the `noc` preset): the image also enters the
-language model's second LSTM layer, as in LRCN-2f (layer 1 sees only words), for paired batches;
-text batches have no image and skip that term. The paper's language model is blind, which
-binds colours and positions to the right object no better than a bag of visual words: on the
-shapes world a blind NOC reads "a red star and a blue circle" for a blue star and a red circle.
-With the extension the caption model still adds the visual scores, so novel words enter the same
-way. `image_in_language_model=False` is the paper's model.
+One extension, `image_in_language_model` (off by default and in the `noc` preset): the image also
+enters the language model's second LSTM layer on paired batches, as in LRCN-2f (layer 1 sees only
+words); text batches have no image and skip that term. Measured on the NOC shapes world (README,
+"Novel object captioning"), it captions the seen objects far better (CIDEr-D 3.19 against 1.73
+for LRCN-2f on the images without held-out objects) but never names a held-out object (F1 0):
+an image-conditioned language model learns from the paired data that no image is ever a star,
+and the visual scores do not overturn it. The paper's blind language model
+(`image_in_language_model=False`) cannot learn that, and names "star" with precision 0.91.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class NOCCaptioner(CaptionerBase):
     """
 
     def __init__(self, vocab_size, class_word_ids=(), hidden_units=256, embedding_dim=64,
-                 image_embedding_dim=128, image_in_language_model=True, encoder="small_cnn",
+                 image_embedding_dim=128, image_in_language_model=False, encoder="small_cnn",
                  image_size=64, feature_dim=None, encoder_weights=None, encoder_trainable=True,
                  dropout=0.0, dtype=None, **kwargs):
         visual, caption_in, image_size = self._build_visual_input(
