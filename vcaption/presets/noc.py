@@ -16,11 +16,11 @@ def noc() -> ExperimentConfig:
     text corpus, NOC trained jointly, then its baselines (paired only, pre-train then fine-tune,
     LRCN-2f) for the same number of steps.
     Sizes: 3,000 paired images (2,400 train), 564 steps of 64 for every system (3 epochs).
-    Result (2026-12-05, shared machine at load ~28): greedy, star F1 0.504 (precision 0.906,
-    recall 0.349), hexagon F1 0.000 (seen as a circle at 64x64), mean 0.252; paired only 0.
-    With `--set model.image_in_language_model=true`: F1 0 for every system, CIDEr-D on the
-    images without held-out objects 3.19 against LRCN-2f's 1.73 (pre-train then fine-tune 2.74,
-    paired only 1.93). Full table: README, "Novel object captioning".
+    Result (2026-12-05, shared machine at load ~28, beam 3): star F1 0.504 (precision 0.906,
+    recall 0.349), hexagon F1 0.000 (seen as a circle at 64x64), mean 0.252; paired only and
+    pre-train then fine-tune 0 (forgetting); CIDEr-D on the test images without held-out objects
+    2.91 against LRCN-2f's 1.73. With `--set model.image_in_language_model=true`: F1 0 for
+    every system, CIDEr-D 3.19 on those images. Full table: README, "Novel object captioning".
     """
     return ExperimentConfig(
         name="noc", model="NOCCaptioner", task="noc",
