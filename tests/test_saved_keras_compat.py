@@ -23,7 +23,8 @@ CLASSES = {"lrcn_2f": "LRCNCaptioner", "karpathy_rnn": "KarpathyMultimodalRNN", 
 
 
 def test_every_model_class_has_a_fixture_written_before_the_move():
-    assert set(CLASSES.values()) == set(registry.MODELS)
+    # Classes added after the move have no pre-move file to load (the NOC family: issue 21).
+    assert set(CLASSES.values()) == set(registry.MODELS) - {"NOCCaptioner"}
 
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
