@@ -18,11 +18,12 @@ import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("vcaption", "beam_jobs")
-FAMILIES = ("captioning", "video", "vqa", "retrieval", "objects")
+FAMILIES = ("captioning", "video", "vqa", "retrieval", "objects", "noc")
 # Declared by the design: video description and region captioning reuse the captioners, their
 # evaluation and export. VQA starts its encoder from the object classifier through the runtime
-# (`run_preset`), not by importing the objects family.
-ALLOWED_FAMILY_IMPORTS = {("video", "captioning"), ("retrieval", "captioning")}
+# (`run_preset`), not by importing the objects family. The Novel Object Captioner is a captioner:
+# it reuses the captioners' generation and export.
+ALLOWED_FAMILY_IMPORTS = {("video", "captioning"), ("retrieval", "captioning"), ("noc", "captioning")}
 # Command lines and benchmarks sit on top of everything; they may import any family.
 TOP_LEVEL = ("vcaption.train", "vcaption.export", "vcaption.evaluate", "vcaption.compare", "vcaption.bench")
 

@@ -28,6 +28,9 @@ class DataConfig:
             overlaps, textured noisy background; `shapes.sample_scene(cluttered=True)`).
         shapes_region_annotators: Visual Genome boxes and phrases per object from simulated
             workers besides its own (`shapes.annotator_regions`); 0: one region per object.
+        shapes_noc: the built-in world of the Novel Object Captioner (`shapes.generate(noc=True)`):
+            8 shapes, `shapes.NOC_HELD_OUT` in no paired train/val caption, unpaired labelled
+            images and a text corpus under `<world>/noc/`.
         image_size: side of the square images the model sees.
         min_count: vocabulary threshold when preprocessing the built-in world.
         max_length: caption length limit T (words) when preprocessing the built-in world.
@@ -44,6 +47,7 @@ class DataConfig:
     shapes_novel_images: int = 0
     shapes_cluttered: bool = False
     shapes_region_annotators: int = 0
+    shapes_noc: bool = False
     image_size: int = 64
     min_count: int = 5
     max_length: int = 16

@@ -22,6 +22,7 @@ MODELS = {
     "RegionRanker": "vcaption.retrieval.ranker",
     "VisualSemanticEmbedding": "vcaption.retrieval.vse",
     "ObjectClassifier": "vcaption.objects.model",
+    "NOCCaptioner": "vcaption.noc.model",
 }
 
 # Task name (a preset's `task`) -> "module:Task subclass" (`vcaption.runtime.task.Task`).
@@ -34,12 +35,14 @@ TASKS = {
     "region_caption": "vcaption.retrieval.region_captioning:RegionCaptioningTask",
     "vg_region_caption": "vcaption.retrieval.vg_region_captioning:VGRegionCaptioningTask",
     "objects": "vcaption.objects.task:ObjectsTask",
+    "noc": "vcaption.noc.task:NOCTask",
 }
 
 # Tasks whose evaluation scores captions with pycocoevalcap, whose PTB tokenizer and METEOR run on
 # Java: their commands check for Java before any work. Declared here rather than on the Task
 # classes so that `python -m vcaption.train` checks before the seconds-long TensorFlow import.
-TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption", "vg_region_caption"})
+TASKS_SCORING_CAPTIONS = frozenset({"caption", "video_caption", "region_caption", "vg_region_caption",
+                                    "noc"})
 
 
 def get_class(name: str):

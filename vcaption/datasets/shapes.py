@@ -45,6 +45,13 @@ import numpy as np
 
 BACKGROUND = (30, 30, 30)
 SHAPES = ("circle", "square", "triangle", "diamond")
+# The Novel Object Captioner's world (`generate(noc=True)`) has twice the object classes, so that
+# some can be held out of every paired caption and still be learned from unpaired data.
+NOC_SHAPES = SHAPES + ("star", "hexagon", "cross", "arrow")
+# Held out of every paired train/val image and caption of a NOC world (Venugopalan et al. CVPR
+# 2017, as in the lecture's "Diversifying captions": DCC/NOC hold out eight COCO objects). Two
+# of the new classes, so that each still has seen neighbours of its kind in the captions.
+NOC_HELD_OUT = ("star", "hexagon")
 COLOURS = {  # RGB, far apart from each other and from the background even after JPEG.
     "red": (220, 40, 40),
     "green": (40, 180, 60),
@@ -92,6 +99,7 @@ RELATION_PHRASES = {"above": "above", "below": "below", "left of": "left of",
 CONVERSE_RELATION = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
 # Independent random streams per item kind, so adding videos never changes the images.
 _IMAGE_STREAM, _VIDEO_STREAM, _SPLIT_STREAM = 0, 1, 2
+_NOC_LABELLED_STREAM, _NOC_TEXT_STREAM = 3, 4  # the NOC world's unpaired images and sentences
 _ANNOTATOR_STREAM = 7  # Visual Genome region annotators (`annotator_regions`)
 _INFO_DATE = "2024-01-01 00:00:00"  # fixed so that files are byte-identical across runs
 
@@ -257,7 +265,8 @@ def _redraw(draw, fits, what: str):
     raise ValueError(f"no {what} in {_MAX_SCENE_DRAWS} draws")
 
 
-def sample_scene(rng: np.random.Generator, cluttered: bool = False) -> Scene:
+def sample_scene(rng: np.random.Generator, cluttered: bool = False,
+                 shape_names: Sequence[str] = SHAPES) -> Scene:
     """Draws 1-4 objects with random shape, colour and size in distinct random cells.
 
     Args:
@@ -265,6 +274,7 @@ def sample_scene(rng: np.random.Generator, cluttered: bool = False) -> Scene:
         cluttered: the harder world: 1-6 objects, sizes varied within their class (x0.8-1.2
             small, x0.85-1.35 large, so large ones may overlap a neighbour), twice the position
             jitter, and a textured, noisy background (`Scene.texture_seed`).
+        shape_names: the object classes drawn from (`NOC_SHAPES` in a NOC world).
 
     Example:
         >>> sample_scene(np.random.default_rng(0)).objects[0].phrase
@@ -278,7 +288,7 @@ def sample_scene(rng: np.random.Generator, cluttered: bool = False) -> Scene:
     objects = []
     for cell in cells:
         obj = SceneObject(
-            shape=SHAPES[int(rng.integers(len(SHAPES)))],
+            shape=shape_names[int(rng.integers(len(shape_names)))],
             colour=colours[int(rng.integers(len(colours)))],
             size=sizes[int(rng.integers(len(sizes)))],
             row=cell // 3, col=cell % 3,
@@ -349,9 +359,28 @@ def draw_shape(canvas: np.ndarray, shape: str, colour: Sequence[int], x: int, y:
         points = [(cx, y), (x, y + side), (x + side, y + side)]
     elif shape == "diamond":
         points = [(cx, y), (x + side, cy), (cx, y + side), (x, cy)]
+    elif shape in _NOC_OUTLINES:
+        points = [(int(round(cx + u * r)), int(round(cy + v * r))) for u, v in _NOC_OUTLINES[shape]]
     else:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+        raise ValueError(f"unknown shape {shape!r}; expected one of {NOC_SHAPES}")
     cv2.fillPoly(canvas, [np.array(points, np.int32)], colour, lineType=cv2.LINE_8)
+
+
+def _star_outline(points: int = 5, inner: float = 0.45) -> tuple[tuple[float, float], ...]:
+    """Unit-radius star: `points` tips alternating with inner corners, the first tip at the top."""
+    angles = -np.pi / 2 + np.arange(2 * points) * np.pi / points
+    radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner)
+    return tuple((float(r * np.cos(a)), float(r * np.sin(a))) for r, a in zip(radii, angles))
+
+
+# The NOC world's extra classes as polygons in the unit square [-1, 1]^2 (scaled by r at drawing).
+_NOC_OUTLINES = {
+    "star": _star_outline(),
+    "hexagon": tuple((float(np.cos(a)), float(np.sin(a))) for a in np.arange(6) * np.pi / 3),
+    "cross": ((-0.33, -1), (0.33, -1), (0.33, -0.33), (1, -0.33), (1, 0.33), (0.33, 0.33), (0.33, 1),
+              (-0.33, 1), (-0.33, 0.33), (-1, 0.33), (-1, -0.33), (-0.33, -0.33)),
+    "arrow": ((0, -1), (1, 0), (0.4, 0), (0.4, 1), (-0.4, 1), (-0.4, 0), (-1, 0)),
+}
 
 
 def blank_canvas(size: int) -> np.ndarray:
@@ -1122,13 +1151,16 @@ class _ImageRecord:
 
 
 def _make_images(out_dir: str, num_images: int, seed: int, image_size: int,
-                 num_novel: int = 0, held_out: HeldOut = HeldOut(), cluttered: bool = False) -> list[_ImageRecord]:
+                 num_novel: int = 0, held_out: HeldOut = HeldOut(), cluttered: bool = False,
+                 noc: bool = False) -> list[_ImageRecord]:
     splits = assign_splits(num_images, seed, _IMAGE_STREAM) + ["test_novel"] * num_novel
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     records = []
     for index, split in enumerate(splits):
         rng = np.random.default_rng([seed, _IMAGE_STREAM, index])
-        if num_novel:
+        if noc:
+            scene = sample_noc_scene(rng, split, cluttered)
+        elif num_novel:
             scene = sample_split_scene(rng, held_out, split == "test_novel", cluttered)
         else:  # the plain world draws exactly as before held-out sets existed
             scene = sample_scene(rng, cluttered)
@@ -1191,7 +1223,8 @@ def _coco_image(record: _ImageRecord, image_size: int) -> dict:
 
 def _write_coco(out_dir, records, image_size, seed) -> tuple[dict, dict]:
     captions_paths, instances_paths = {}, {}
-    categories = [{"supercategory": "shape", "id": i + 1, "name": s} for i, s in enumerate(SHAPES)]
+    names = world_shapes(records)
+    categories = [{"supercategory": "shape", "id": i + 1, "name": s} for i, s in enumerate(names)]
     for split in _splits_of(records):
         chosen = [r for r in records if r.split == split]
         images = [_coco_image(r, image_size) for r in chosen]
@@ -1203,7 +1236,7 @@ def _write_coco(out_dir, records, image_size, seed) -> tuple[dict, dict]:
                 x, y, w, h = object_box(obj, image_size)
                 instances.append({"segmentation": [], "area": w * h, "iscrowd": 0,
                                   "image_id": r.id, "bbox": [x, y, w, h],
-                                  "category_id": SHAPES.index(obj.shape) + 1, "id": r.id * 10 + k})
+                                  "category_id": names.index(obj.shape) + 1, "id": r.id * 10 + k})
         base = os.path.join(out_dir, "annotations")
         captions_paths[split] = _write_json(
             os.path.join(base, f"captions_shapes_{split}.json"),
@@ -1388,6 +1421,66 @@ def _write_videos(out_dir, num_videos, seed, video_size, num_frames, num_novel: 
     return paths, truth
 
 
+# ----------------------------------------------------------------------------------------------
+# The Novel Object Captioner's world (Venugopalan et al., "Captioning Images with Diverse
+# Objects", CVPR 2017; the lecture's "Diversifying captions"): paired captions never name the
+# held-out classes, but unpaired labelled images and an unpaired text corpus cover every class.
+
+
+def sample_noc_scene(rng: np.random.Generator, split: str, cluttered: bool = False) -> Scene:
+    """A scene over `NOC_SHAPES`: test scenes are i.i.d.; train and val scenes hold no
+    `NOC_HELD_OUT` object (redrawn from the same stream), so no paired caption can name one."""
+    return _redraw(lambda: sample_scene(rng, cluttered, NOC_SHAPES),
+                   lambda scene: split == "test" or not any(o.shape in NOC_HELD_OUT for o in scene.objects),
+                   f"{split} scene without {NOC_HELD_OUT}")
+
+
+def world_shapes(records) -> tuple[str, ...]:
+    """The object classes of a world's images: `SHAPES`, or `NOC_SHAPES` once any other occurs."""
+    used = {o.shape for r in records for o in r.scene.objects}
+    return SHAPES if used <= set(SHAPES) else NOC_SHAPES
+
+
+def image_labels(scene: Scene) -> list[str]:
+    """The classes in a scene, in `NOC_SHAPES` order: an image's multi-label annotation."""
+    present = {o.shape for o in scene.objects}
+    return [s for s in NOC_SHAPES if s in present]
+
+
+def _write_noc_unpaired(out_dir: str, num_images: int, num_sentences: int, seed: int,
+                        image_size: int, cluttered: bool) -> dict:
+    """The NOC world's unpaired data, in plain public formats, under `out_dir/noc/`:
+
+    * `image_labels.txt`: `images/<file><TAB>label,label` per line (an ILSVRC-style multi-label
+      list; paths relative to the file), for `num_images` new images over every class, held-out
+      ones included, none of them in any caption split;
+    * `text_corpus.txt`: `num_sentences` sentences, one per line, written by the world's grammar
+      about scenes that are never drawn, mentioning every class (the lecture's "unannotated text
+      data"; any plain-text file can be given instead).
+    """
+    base = os.path.join(out_dir, "noc")
+    os.makedirs(os.path.join(base, "images"), exist_ok=True)
+    lines = []
+    for index in range(num_images):
+        rng = np.random.default_rng([seed, _NOC_LABELLED_STREAM, index])
+        scene = sample_scene(rng, cluttered, NOC_SHAPES)
+        name = f"images/labelled_{index + 1:08d}.jpg"
+        ok, jpeg = cv2.imencode(".jpg", render_scene(scene, image_size)[..., ::-1],
+                                [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise IOError(f"JPEG encoding failed for labelled image {index + 1}")
+        with open(os.path.join(base, name), "wb") as f:
+            f.write(jpeg.tobytes())
+        lines.append(f"{name}\t{','.join(image_labels(scene))}")
+    sentences, index = [], 0
+    while len(sentences) < num_sentences:  # five sentences per undrawn scene
+        rng = np.random.default_rng([seed, _NOC_TEXT_STREAM, index])
+        sentences += scene_captions(sample_scene(rng, cluttered, NOC_SHAPES), rng)
+        index += 1
+    return {"image_labels": _write_lines(os.path.join(base, "image_labels.txt"), lines),
+            "text_corpus": _write_lines(os.path.join(base, "text_corpus.txt"), sentences[:num_sentences])}
+
+
 def _scene_truth(records, image_size) -> list[dict]:
     truth = []
     for r in records:
@@ -1405,7 +1498,7 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
              image_size: int = 128, video_size: int = 64, num_frames: int = 20,
              num_novel_images: int = 0, num_novel_videos: int = 0,
              held_out: HeldOut = DEFAULT_HELD_OUT, cluttered: bool = False,
-             region_annotators: int = 0) -> dict:
+             region_annotators: int = 0, noc: bool = False) -> dict:
     """Generates the shapes world into `out_dir` in every supported public format.
 
     Args:
@@ -1424,13 +1517,17 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
         cluttered: the harder images of `sample_scene(cluttered=True)`.
         region_annotators: Visual Genome boxes and phrases per object from simulated workers
             (`annotator_regions`), besides its tight box and phrase; 0: one region per object.
+        noc: the Novel Object Captioner's world: objects of `NOC_SHAPES`, `NOC_HELD_OUT` in
+            no train/val image (test images are i.i.d.), and the unpaired data of
+            `_write_noc_unpaired` (as many labelled images as paired ones, five sentences per
+            paired image) under `noc/`.
 
     Returns:
         The paths written: {"images", "karpathy", "coco_captions": {split: path},
         "coco_instances": {split: path}, "flickr8k": {"tokens", "train", "val", "test"},
         "visual_genome": {"regions", "image_data", "splits"}, "vqa_questions": {split: path},
         "vqa_annotations": {split: path}, "msrvtt": {"info", "categories", "videos"},
-        "scenes"}.
+        "scenes"}; with `noc`, also "noc": {"image_labels", "text_corpus"}.
 
     Example:
         >>> paths = generate("/tmp/shapes", num_images=30, num_videos=6, num_frames=16)
@@ -1447,7 +1544,7 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
     os.makedirs(out_dir, exist_ok=True)
     novel = num_novel_images > 0 or num_novel_videos > 0
     held_out = held_out if novel else HeldOut()
-    records = _make_images(out_dir, num_images, seed, image_size, num_novel_images, held_out, cluttered)
+    records = _make_images(out_dir, num_images, seed, image_size, num_novel_images, held_out, cluttered, noc)
     tokens = _tokenize_all([c for r in records for c in r.captions])
     paths = {"images": os.path.join(out_dir, "images"),
              "karpathy": _write_karpathy(out_dir, records, tokens)}
@@ -1458,10 +1555,15 @@ def generate(out_dir: str, num_images: int = 2000, num_videos: int = 200, seed: 
     paths["msrvtt"], video_truth = _write_videos(out_dir, num_videos, seed, video_size, num_frames,
                                                  num_novel_videos, held_out)
     _tokenize_all([c for v in video_truth for c in v["captions"]])
+    noc_fields = {}
+    if noc:
+        paths["noc"] = _write_noc_unpaired(out_dir, num_images, CAPTIONS_PER_ITEM * num_images, seed,
+                                           image_size, cluttered)
+        noc_fields = {"noc": {"shapes": list(NOC_SHAPES), "held_out": list(NOC_HELD_OUT)}}
     paths["scenes"] = _write_json(os.path.join(out_dir, "scenes.json"), {
         "seed": seed, "image_size": image_size, "video_size": video_size,
         "num_frames": num_frames, "fps": FPS, **({"held_out": held_out.to_json()} if novel else {}),
-        **({"cluttered": True} if cluttered else {}),
+        **({"cluttered": True} if cluttered else {}), **noc_fields,
         "images": _scene_truth(records, image_size), "videos": video_truth})
     return paths
 
@@ -1511,13 +1613,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--region-annotators", type=int, default=0,
                         help="Visual Genome boxes and phrases per object from simulated workers "
                              f"(0-{MAX_REGION_ANNOTATORS}; 0: one region per object)")
+    parser.add_argument("--noc", action="store_true",
+                        help=f"Novel Object Captioner world: {len(NOC_SHAPES)} shapes, {', '.join(NOC_HELD_OUT)} "
+                             "in no paired train/val caption; unpaired labelled images and text under noc/")
     args = parser.parse_args(argv)
     logs.configure(args.verbose)
     if args.num_frames < MIN_FRAMES:
         parser.error(f"--num-frames must be >= {MIN_FRAMES}")
     paths = generate(args.output, args.num_images, args.num_videos, args.seed, args.image_size,
                      args.video_size, args.num_frames, args.num_novel_images, args.num_novel_videos,
-                     cluttered=args.cluttered, region_annotators=args.region_annotators)
+                     cluttered=args.cluttered, region_annotators=args.region_annotators, noc=args.noc)
     print(_summary(paths))
 
 

@@ -7,6 +7,7 @@ what it is and whose body gives the command that runs it and the result it reach
 
 from vcaption.config import PRESETS, ExperimentConfig
 from vcaption.presets import captioning  # noqa: F401
+from vcaption.presets import noc  # noqa: F401
 from vcaption.presets import objects  # noqa: F401
 from vcaption.presets import region_captioning  # noqa: F401
 from vcaption.presets import retrieval  # noqa: F401

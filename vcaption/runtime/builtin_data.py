@@ -26,7 +26,8 @@ def world_variant(cfg: config_lib.DataConfig) -> str:
     """The part of a world's (and its records') directory name that its generator options give."""
     return ((f"-novel{cfg.shapes_novel_images}" if cfg.shapes_novel_images else "")
             + ("-cluttered" if cfg.shapes_cluttered else "")
-            + (f"-annotators{cfg.shapes_region_annotators}" if cfg.shapes_region_annotators else ""))
+            + (f"-annotators{cfg.shapes_region_annotators}" if cfg.shapes_region_annotators else "")
+            + ("-noc" if cfg.shapes_noc else ""))
 
 
 def world_dir(cfg: config_lib.DataConfig) -> str:
@@ -53,7 +54,7 @@ def builtin_world(cfg: config_lib.DataConfig) -> str:
         with profile.phase("generate world"):
             shapes.generate(world, num_images=cfg.shapes_images, num_videos=0, seed=cfg.shapes_seed,
                             num_novel_images=cfg.shapes_novel_images, cluttered=cfg.shapes_cluttered,
-                            region_annotators=cfg.shapes_region_annotators)
+                            region_annotators=cfg.shapes_region_annotators, noc=cfg.shapes_noc)
     return world
 
 

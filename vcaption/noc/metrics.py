@@ -1,0 +1,46 @@
+"""The DCC/NOC novel-object protocol (Hendricks et al. CVPR 2016 §4; Venugopalan et al. CVPR 2017
+§4.2): does a caption name a held-out object exactly when the image holds one?
+
+For each held-out word w, over the test images: precision = captions naming w whose image
+contains w's class / captions naming w; recall = images containing the class whose caption names
+w / images containing it; F1 their harmonic mean (0 when either is 0). "Names" is a whole-word
+match in the normalised caption (`vcaption.text.normalize`), plural included ("two stars").
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from vcaption import text
+
+
+def names_word(caption: str, word: str) -> bool:
+    """Whether the normalised caption has `word` (or its plural) as a token."""
+    tokens = set(text.normalized_caption(caption).split())
+    return word in tokens or (word + "s") in tokens or (word + "es") in tokens
+
+
+def mention_f1(candidates: Mapping[str, str], contains: Mapping[str, set], words: Sequence[str]) -> dict:
+    """{word: {"precision", "recall", "f1", "named", "contain", "both"}} over the images of
+    `candidates` (image id -> caption); `contains`: image id -> the classes in it."""
+    result = {}
+    for word in words:
+        named = {i for i, caption in candidates.items() if names_word(caption, word)}
+        holding = {i for i in candidates if word in contains.get(i, ())}
+        both = len(named & holding)
+        precision = both / len(named) if named else 0.0
+        recall = both / len(holding) if holding else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        result[word] = {"precision": precision, "recall": recall, "f1": f1,
+                        "named": len(named), "contain": len(holding), "both": both}
+    return result
+
+
+def noc_block(candidates: Mapping[str, str], contains: Mapping[str, set], words: Sequence[str]) -> dict:
+    """The `noc` block of metrics.json for one system: {"held_out", "f1": {word: F1}, "mean_f1",
+    "per_word": mention_f1}."""
+    per_word = mention_f1(candidates, contains, words)
+    f1 = {w: round(v["f1"], 4) for w, v in per_word.items()}
+    return {"held_out": list(words), "f1": f1,
+            "mean_f1": round(sum(v["f1"] for v in per_word.values()) / max(len(words), 1), 4),
+            "per_word": per_word}
