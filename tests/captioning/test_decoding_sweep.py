@@ -54,7 +54,7 @@ def test_sweep_of_a_trained_run_writes_what_its_results_files_rescore_to(shapes_
     from vcaption.metrics import caption as caption_metrics
     from vcaption.metrics import grounding
     from vcaption.runtime.task import run_preset
-    from tests.captioning.test_train import TINY
+    from test_train import TINY  # same folder: pytest puts it on sys.path
 
     args = train.parse_args(["--data", str(shapes_records), "--epochs", "1", "--batch-size", "16", *TINY,
                              "--set", "train.baselines=False"])
@@ -110,7 +110,7 @@ def test_sampling_is_reproducible_and_each_batch_draws_its_own(shapes_records):
     from vcaption import config as config_lib
     from vcaption import presets
     from vcaption.captioning import task as captioning
-    from tests.captioning.test_train import TINY
+    from test_train import TINY  # same folder: pytest puts it on sys.path
 
     cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2f"), TINY[1::2])
     model = captioning.build_model(cfg, vocab_size=12, word_counts=None)
