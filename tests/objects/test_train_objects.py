@@ -119,9 +119,11 @@ def test_object_classifier_preset_trains_scores_and_its_encoder_loads(shapes_wor
     output = tmp_path / "run"
     metrics = runtime_task.run_preset(cfg, str(output), verbose=0)
     assert metrics == json.loads((output / "metrics.json").read_text())
-    # metrics.json as the trainer wrote it before the move to the runtime: no "export" (there is none).
+    # metrics.json as the trainer wrote it before the move to the runtime: no "export" (there is none);
+    # and the run's profile (seconds per phase) that every run writes.
     assert set(metrics) == {"preset", "split", "data_dir", "labels", "phrases", "data", "training",
-                            "model", "baselines"}
+                            "model", "baselines", "profile"}
+    assert {"data", "train object_classifier", "evaluate"} <= set(metrics["profile"])
     assert set(metrics["training"]) == {"steps", "seconds", "best_val_loss"}
     with pytest.raises(ValueError, match="no SavedModel export"):
         export_cli.export_run(str(output), str(tmp_path / "exports"))

@@ -54,7 +54,7 @@ def test_train_ranker_end_to_end(region_records, shapes_world, tmp_path, capsys)
     assert metrics["retrieval"] == result["retrieval"]
     # The keys of the trainer before the shared runtime: no export unless asked for.
     assert set(metrics) == {"preset", "split", "data_dir", "training", "test_images", "skipped_images",
-                            "retrieval", "alignment", "evaluation_seconds"}
+                            "retrieval", "alignment", "evaluation_seconds", "profile"}
     assert set(metrics["training"]) == {"steps", "seconds", "best_val_recall_sum"}
     # Kept at the best interval by validation recall, logged every checkpoint interval.
     assert metrics["training"]["best_val_recall_sum"] is not None

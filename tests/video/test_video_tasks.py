@@ -29,8 +29,9 @@ from vcaption.video.builtin_videos import VIDEO_DEFAULTS, video_settings
 
 # The keys of metrics.json as the video trainer wrote them before the move to the shared runtime
 # ("export" joins them when the run exports); each system's training summary was {"steps", "seconds"}.
-ACTIVITY_KEYS = {"task", "preset", "data_dir", "labels", "test_videos", "rows", "training"}
-DESCRIPTION_KEYS = {"task", "preset", "data_dir", "beam_size", "rows", "best", "training", "examples"}
+ACTIVITY_KEYS = {"task", "preset", "data_dir", "labels", "test_videos", "rows", "training", "profile"}
+DESCRIPTION_KEYS = {"task", "preset", "data_dir", "beam_size", "rows", "best", "training", "examples",
+                    "profile"}
 TRAINING_KEYS = {"steps", "seconds"}
 
 TINY_VIDEOS = ["task.videos=24", "task.frames=16", "task.video_size=24", "task.clip_length=8",

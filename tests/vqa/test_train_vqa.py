@@ -24,7 +24,8 @@ from vcaption.vqa.task import VQATask
 
 # metrics.json as the VQA trainer wrote it before the move to the runtime ("ratio_to_question_only"
 # only when the question-only baseline answers something right; "export" only when exported).
-METRICS_KEYS = {"preset", "split", "data_dir", "answers", "data", "training", "baselines", "model", "seconds"}
+METRICS_KEYS = {"preset", "split", "data_dir", "answers", "data", "training", "baselines", "model", "seconds",
+                "profile"}
 
 
 @pytest.mark.slow
