@@ -91,15 +91,15 @@ class Task:
         """Trains, evaluates and exports; writes `<output>/metrics.json` (with the run's
         `profile`: seconds per phase) and returns it."""
         with profile.recording() as seconds:
-            result = self._run(cfg, output, strategy_name, verbose)
+            result, run = self._run(cfg, output, strategy_name, verbose)
         if not devices.is_chief():  # the chief writes metrics.json
             return result
         result["profile"] = profile.rounded(seconds)
         print(f"profile: {profile.summary(seconds)}")
-        print(f"metrics -> {RunDirectory(devices.worker_output(output)).write_metrics(result)}")
+        print(f"metrics -> {run.write_metrics(result)}")
         return result
 
-    def _run(self, cfg, output, strategy_name, verbose) -> dict:
+    def _run(self, cfg, output, strategy_name, verbose) -> tuple[dict, RunDirectory]:
         caption_metrics.require_java_for_preset(cfg)
         strategy = devices.distribution_strategy(strategy_name)
         keras.utils.set_random_seed(cfg.train.seed)
@@ -121,7 +121,7 @@ class Task:
                 model.save(run.file(system.keras_file))
         if not devices.is_chief():
             print("worker done; the chief evaluates and writes metrics.json")
-            return {"training": {name: t.training for name, t in trained.items()}}
+            return {"training": {name: t.training for name, t in trained.items()}}, run
         with profile.phase("evaluate"):
             result = self.evaluate(cfg, data, trained, run)
         if cfg.export.saved_models_dir:
@@ -132,7 +132,7 @@ class Task:
                     print(f"SavedModel -> {path}")
                     if cfg.export.serving_config != "":
                         serving_config.update(cfg.export.saved_models_dir, cfg.export.serving_config)
-        return result
+        return result, run
 
 
 def task_settings(cfg: ExperimentConfig, defaults: Mapping[str, Any]) -> dict:
