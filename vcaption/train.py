@@ -43,7 +43,7 @@ def parse_args(argv):
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed_float16 on GPUs, mixed_bfloat16 on CPUs; --no-mixed-precision: "
                              "float32. Default: the preset's model.dtype (lrcn_2f: 'auto', mixed "
-                             "bf16 on CPUs with AMX, float32 elsewhere); --set model.dtype=... wins")
+                             "bf16 on CPUs with native bf16, float32 elsewhere); --set model.dtype=... wins")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override any setting, e.g. --set model.hidden_units=1000 (repeatable)")
     parser.add_argument("--quiet", action="store_true",

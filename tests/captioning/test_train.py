@@ -57,13 +57,15 @@ def test_overrides_read_command_line_spellings_of_booleans_and_none():
     assert config_lib.apply_overrides(cfg, ["train.baselines=TRUE"]).train.baselines is True
 
 
-def test_cpu_amx_bf16_flag_is_read_from_the_kernel_flags(tmp_path):
+def test_native_bf16_flags_are_read_from_the_kernel_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
-    assert devices.cpu_has_amx_bf16(str(cpuinfo))
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")  # no AMX
-    assert not devices.cpu_has_amx_bf16(str(cpuinfo))
-    assert not devices.cpu_has_amx_bf16(str(tmp_path / "absent"))
+    assert devices.cpu_has_native_bf16(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")  # AMD Zen 4: no AMX
+    assert devices.cpu_has_native_bf16(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")  # emulated bf16
+    assert not devices.cpu_has_native_bf16(str(cpuinfo))
+    assert not devices.cpu_has_native_bf16(str(tmp_path / "absent"))
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -80,11 +82,11 @@ def test_mixed_precision_flags_and_the_default_presets_automatic_dtype(monkeypat
     assert cfg.model_args.get("dtype") == expected
 
 
-@pytest.mark.parametrize("amx, gpu, expected", [(True, False, "mixed_bfloat16"),
-                                                (False, False, "float32"),
-                                                (True, True, "float32")])
-def test_automatic_dtype_is_bf16_only_on_cpu_hosts_with_amx(monkeypatch, amx, gpu, expected):
-    monkeypatch.setattr(devices, "cpu_has_amx_bf16", lambda: amx)
+@pytest.mark.parametrize("native_bf16, gpu, expected", [(True, False, "mixed_bfloat16"),
+                                                        (False, False, "float32"),
+                                                        (True, True, "float32")])
+def test_automatic_dtype_is_bf16_only_on_cpu_hosts_with_native_bf16(monkeypatch, native_bf16, gpu, expected):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native_bf16)
     monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: ["/physical_device:GPU:0"] if gpu else [])
     cfg = config_lib.apply_overrides(presets.get_preset("lrcn_2f"), TINY[1::2])

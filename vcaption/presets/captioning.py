@@ -63,7 +63,7 @@ def lrcn_2f() -> ExperimentConfig:
     # test CIDEr-D 3.96 where 4 gave 4.10 on the same records. In so few steps the model underfits
     # (training loss still falling), so dropout only slows learning: 0.1 gave 3.91 there.
     config = _lrcn("lrcn_2f", "2f")
-    # dtype "auto": mixed bf16 on CPUs with AMX, ~25% faster steps (vcaption.train.automatic_dtype).
+    # dtype "auto": mixed bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), faster steps (devices.automatic_dtype).
     # The world holds compositions out of training and tests them on a `test_novel` split of 600
     # images (`shapes.HeldOut`): can the captioner name a red triangle it never saw described?
     return dataclasses.replace(config, model_args={**config.model_args, "dropout": 0.0,

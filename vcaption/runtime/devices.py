@@ -23,23 +23,32 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 AUTO_DTYPE = "auto"
 
 
-def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), from the kernel's flags."""
+# Kernel CPU flags of the instructions oneDNN uses for bf16 matrix products: AMX tiles (Intel
+# Sapphire Rapids and later) and AVX-512 BF16 dot products (Intel Cooper Lake, AMD Zen 4 and later).
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on CPUs that compute bf16 products in hardware (`NATIVE_BF16_FLAGS`), from the kernel's flags."""
     try:
         with open(cpuinfo) as f:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+            return any(line.startswith("flags") and set(NATIVE_BF16_FLAGS) & set(line.split()) for line in f)
     except OSError:
         return False
 
 
 def automatic_dtype() -> str | None:
-    """What `model.dtype="auto"` means: mixed bf16 on a CPU host with AMX, where oneDNN runs bf16
-    matrix products several times faster than fp32 (lrcn_2f steps ~25% faster); float32 (None)
-    elsewhere: without AMX bf16 is emulated and slower, and GPUs get mixed precision only when
-    asked (`--mixed-precision`: float16 there)."""
+    """What `model.dtype="auto"` means: mixed bf16 on a CPU host with native bf16 products, where
+    oneDNN runs bf16 matrix products about twice as fast as fp32; float32 (None) elsewhere: without
+    them bf16 is emulated and slower, and GPUs get mixed precision only when asked
+    (`--mixed-precision`: float16 there).
+
+    Measured steps of the default preset (lrcn_2f, batch 64, 64x64 images, H 256): AMX host
+    ~25% faster in bf16; AMD EPYC (Zen 4, avx512_bf16, no AMX) 81 ms against 105 ms in fp32.
+    """
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU") or not cpu_has_amx_bf16():
+    if tf.config.list_physical_devices("GPU") or not cpu_has_native_bf16():
         return None
     return "mixed_bfloat16"
 

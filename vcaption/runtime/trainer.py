@@ -95,6 +95,13 @@ def checkpoint_intervals(total_steps: int, checkpoint_every: int) -> tuple[int, 
     return intervals, math.ceil(total_steps / intervals)
 
 
+def steps_per_execution(requested: int, interval: int) -> int:
+    """The largest divisor of `interval` that is at most `requested`: Keras runs whole executions,
+    so a non-divisor would stretch every checkpoint interval to the next multiple."""
+    requested = max(1, min(int(requested), interval))
+    return max(d for d in range(1, requested + 1) if interval % d == 0)
+
+
 def steps_per_epoch(examples: int, batch_size: int) -> int:
     return max(1, math.ceil(examples / batch_size))
 
@@ -148,7 +155,8 @@ def fit(model, plan: TrainingPlan, cfg: config_lib.TrainConfig, output: str, ver
     total_steps = plan.steps_per_epoch * cfg.epochs
     intervals, interval = checkpoint_intervals(total_steps, cfg.checkpoint_every)
     with model.distribute_strategy.scope():  # optimizer slots live where the model's variables do
-        model.compile(optimizer=make_optimizer(cfg, total_steps), loss=plan.loss, metrics=list(plan.metrics))
+        model.compile(optimizer=make_optimizer(cfg, total_steps), loss=plan.loss, metrics=list(plan.metrics),
+                      steps_per_execution=steps_per_execution(cfg.steps_per_execution, interval))
     callbacks = list(plan.callbacks)
     keep_best = None
     if plan.monitor:
