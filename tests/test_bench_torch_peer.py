@@ -61,6 +61,11 @@ def test_bench_prints_the_peer_rows_and_the_ratio(stand_in, capsys):
     ratio_line = [line for line in lines if line.startswith("vcaption best (LRCN-2f float32)")]
     assert ratio_line and ratio_line[0].endswith(f"= {result['vs_pytorch']['ratio']:.2f}x")
     assert sum(line.startswith("PyTorch peer nn.LSTM") for line in lines) == 2
+    # The ceiling: every training FLOP at the faster GEMM peak, over the better peer row.
+    peak = max(result["gemm_peak_gflop_per_s"].values())
+    ceiling = peak * 1e9 / result["flops_per_example"]["train"]
+    assert result["vs_pytorch"]["ceiling_ratio"] == pytest.approx(ceiling / 10.001, abs=0.01)
+    assert any(line.startswith("ceiling on this host") for line in lines)
 
 
 def test_without_torch_or_peer_one_line_says_how_to_get_the_rows(tmp_path, stand_in, monkeypatch):
