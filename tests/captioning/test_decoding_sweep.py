@@ -92,6 +92,19 @@ def test_sweep_of_a_trained_run_writes_what_its_results_files_rescore_to(shapes_
     markdown = (out / "decoding_sweep_test.md").read_text()
     assert markdown.startswith("`python -m vcaption.evaluate --run ") and markdown.count("\n| ") == 5
 
+    # Run again with one more temperature (as after an interruption): the rows already written
+    # are kept, not decoded again, and only the new strategy is scored.
+    table["strategies"]["beam1"]["decode_seconds"] = -1.0  # a mark a fresh decode would overwrite
+    (out / "decoding_sweep_test.json").write_text(json.dumps(table))
+    assert evaluate.main(["--run", str(tmp_path / "run"), "--decoding-sweep", "--beam-widths", "1", "3",
+                          "--sample-sizes", "4", "--lrcn-temperatures", "1", "2", "1.5", "--scenes", scenes,
+                          "--output", str(out)]) == 0
+    resumed = json.loads((out / "decoding_sweep_test.json").read_text())
+    assert list(resumed["strategies"]) == ["beam1", "beam3", "sample4_T1", "sample4_T2", "sample4_T1.5"]
+    assert resumed["strategies"]["beam1"]["decode_seconds"] == -1.0
+    assert resumed["strategies"]["sample4_T2"] == table["strategies"]["sample4_T2"]
+    assert resumed["images"] == table["images"]
+
 
 def _references(records) -> dict[str, list[str]]:
     from vcaption import data

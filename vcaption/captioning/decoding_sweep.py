@@ -25,7 +25,9 @@ every strategy, so an interrupted sweep keeps what it measured.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from typing import Iterable, Mapping, Sequence
 
@@ -100,8 +102,15 @@ def run_sweep(model, vocab: text.Vocabulary, data_dir: str, split: str, sweep: S
     if max_images:
         dataset = dataset.unbatch().take(max_images).batch(batch_size)
     training = evaluation.training_captions(data_dir)
-    table = {"command": command, "split": split, "images": None, "strategies": {}}
+    table = {"command": command, "split": split, "images": None, "max_images": max_images, "seed": seed,
+             "strategies": {}}
+    done, done_images = _finished_rows(run, split, max_images, seed)
     for strategy in sweep:
+        if strategy.name in done:  # scored by an earlier, interrupted run of the same sweep
+            table["strategies"][strategy.name] = done[strategy.name]
+            table["images"] = done_images
+            print(f"{strategy.name}: CIDEr-D {done[strategy.name]['CIDEr']:.3f} (from the earlier run)", flush=True)
+            continue
         started = time.time()
         candidates, references, _ = evaluation.generate_captions(
             strategy.generator(model, max_length, seed), vocab, dataset)
@@ -139,6 +148,22 @@ _COLUMNS = [
        ("vocab", "vocabulary_used", "{}"), ("coverage", "vocabulary_coverage", "{:.1%}"),
        ("distinct-1", "distinct_1", "{:.3f}"), ("distinct-2", "distinct_2", "{:.3f}"))],
 ]
+
+
+def _finished_rows(run, split: str, max_images: int | None, seed: int) -> tuple[dict, int | None]:
+    """(rows by strategy name, images) that an earlier run of the same sweep (same split, images
+    and seed) already wrote: a best-of-100 sweep of a whole split takes about an hour on a 2-core
+    CPU, so an interrupted one resumes instead of starting over."""
+    path = run.file(f"decoding_sweep_{split}.json")
+    if not os.path.exists(path):
+        return {}, None
+    with open(path) as f:
+        earlier = json.load(f)
+    if (earlier.get("max_images"), earlier.get("seed")) != (max_images, seed):
+        return {}, None
+    rows = {name: row for name, row in earlier.get("strategies", {}).items()
+            if os.path.exists(run.file(row.get("results", "")))}
+    return rows, earlier.get("images")
 
 
 def markdown_table(table: Mapping) -> str:
