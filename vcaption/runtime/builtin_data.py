@@ -58,21 +58,6 @@ def builtin_world(cfg: config_lib.DataConfig) -> str:
     return world
 
 
-MAX_LOCAL_WORKERS = 4
-
-
-def local_runner_flags(cpus: int | None = None) -> list[str]:
-    """DirectRunner flags for the built-in data: one worker process per core. Decoding, resizing
-    and re-encoding images is per-record Python work; on 2 cores the default world's 18,600 images
-    take 40 s instead of 57 s. The records are the same (their order across shards is not)."""
-    cpus = cpus or len(os.sched_getaffinity(0))
-    if cpus < 2:
-        return []
-    # A few processes are enough for a world of this size; each one imports Beam and TensorFlow.
-    workers = min(cpus, MAX_LOCAL_WORKERS)
-    return ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
-
-
 def preprocess_once(fmt: str, source: str, output: str, args: Sequence[str]) -> PreparedData:
     """Runs `python -m beam_jobs.preprocess --format fmt --input source --output output *args`
     unless `output` already holds a finished run of it; returns the output."""
@@ -80,7 +65,7 @@ def preprocess_once(fmt: str, source: str, output: str, args: Sequence[str]) -> 
     if not data.is_complete():
         print(f"Preprocessing {source} ({fmt}) with beam_jobs.preprocess into {output}")
         command = [sys.executable, "-m", "beam_jobs.preprocess", "--format", fmt, "--input", source,
-                   "--output", output, *args, *local_runner_flags()]
+                   "--output", output, *args]
         with profile.phase(f"preprocess {fmt}"):
             completed = subprocess.run(command)
         if completed.returncode != 0:
