@@ -23,7 +23,9 @@ with log P(S) from the blind language model (the captioner's decoder trained wit
 image annotation (ranking sentences for an image); image search (ranking images for a sentence)
 is the same under both scores.
 
-What the papers did (the copies under `../shared/papers` are silent on it; from the full papers):
+What the papers did (the copies under `../shared/papers` are silent on it — the m-RNN one is its
+slides, with the retrieval table only; the following is from the full papers and could not be
+re-checked against their text offline):
 - m-RNN (Mao et al., ICLR 2015, §7 "retrieval"): image retrieval ranks by P(S | I); sentence
   retrieval by P(S | I) / P(S), with P(S) = Σ_I' P(S | I') P(I') over images sampled from the
   training set — the marginal, for which the blind LM's P(S) stands in here. So m-RNN's own
