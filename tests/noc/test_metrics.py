@@ -67,3 +67,22 @@ def test_reported_f1_equals_a_recount_from_results_and_scenes(run_files):
 def test_f1_is_zero_when_a_word_is_never_named():
     block = metrics.noc_block({"1": "a red circle"}, {"1": {"star"}}, ["star"])
     assert block["f1"] == {"star": 0.0} and block["per_word"]["star"]["recall"] == 0.0
+
+
+def test_classifier_recall_thresholds_the_visual_scores_at_zero():
+    contains = {"1": {"star", "circle"}, "2": {"star"}, "3": {"circle"}, "4": {"hexagon"}}
+    scores = {"1": {"star": 2.0, "hexagon": -1.0}, "2": {"star": -0.5, "hexagon": 3.0},
+              "3": {"star": 0.1, "hexagon": -2.0}, "4": {"star": -3.0, "hexagon": -0.2}}
+    result = metrics.classifier_recall(scores, contains, ["star", "hexagon"])
+    # star: said by 1 and 3, held by 1 and 2; hexagon: said by 2 only, held by 4 only.
+    assert result["star"] == {"precision": 0.5, "recall": 0.5}
+    assert result["hexagon"] == {"precision": 0.0, "recall": 0.0}
+
+
+def test_said_instead_counts_the_class_words_of_the_captions_that_miss_the_object():
+    candidates = {str(i): caption for i, (_, caption) in CASES.items()}
+    contains = {str(i): set(shapes) for i, (shapes, _) in CASES.items()}
+    classes = ["circle", "square", "star", "hexagon"]
+    # Star images 1, 2 and 7: only 2 misses it, and calls it a square.
+    assert metrics.said_instead(candidates, contains, "star", classes) == {"missed": 1, "square": 1}
+    assert metrics.said_instead(candidates, contains, "hexagon", classes) == {"missed": 0}

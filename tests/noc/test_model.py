@@ -93,3 +93,15 @@ def test_saved_model_loads_with_its_config(tmp_path):
     inputs = {"visual": batch["visual"], "caption_in": batch["caption_in"]}
     np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
     assert tf.reduce_all(loaded.word_embedding.embeddings == model.word_embedding.embeddings)
+
+
+def test_image_loss_sums_the_classes_and_averages_the_images():
+    model = _model()
+    model.objectives = ("image",)
+    batch = _batch(np.random.default_rng(3))
+    scores = model.visual_scores(model.encoder(batch["labelled_images"], training=True)).numpy()[:, CLASSES]
+    labels = batch["labels"]
+    # By hand: -[y log s(x) + (1 - y) log(1 - s(x))], summed over the 3 classes, mean over 3 images.
+    probabilities = 1.0 / (1.0 + np.exp(-scores))
+    expected = -(labels * np.log(probabilities) + (1 - labels) * np.log(1 - probabilities)).sum(1).mean()
+    assert float(model.losses_of(batch, training=True)["image"]) == pytest.approx(expected, rel=1e-4)

@@ -16,7 +16,8 @@ from vcaption.noc.task import load_contains
 from vcaption.runtime import builtin_data
 from vcaption.runtime.task import run_preset
 
-TINY = ["data.shapes_images=200", "data.min_count=1", "train.epochs=1", "train.checkpoint_every=20",
+TINY = ["data.shapes_images=200", "data.image_size=32", "model.image_size=32", "data.min_count=1",
+        "train.epochs=1", "train.checkpoint_every=20",
         "model.hidden_units=16", "model.embedding_dim=8", "model.image_embedding_dim=8",
         "task.lrcn_args={'hidden_units': 16, 'embedding_dim': 8}", "export.serving_config="]
 

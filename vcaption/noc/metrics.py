@@ -44,3 +44,30 @@ def noc_block(candidates: Mapping[str, str], contains: Mapping[str, set], words:
     return {"held_out": list(words), "f1": f1,
             "mean_f1": round(sum(v["f1"] for v in per_word.values()) / max(len(words), 1), 4),
             "per_word": per_word}
+
+
+def classifier_recall(scores: Mapping[str, Mapping[str, float]], contains: Mapping[str, set],
+                      classes: Sequence[str]) -> dict:
+    """The visual network alone as a multi-label classifier: {class: {"precision", "recall"}} of
+    "score > 0" (sigmoid > 0.5) over the images of `scores` (image id -> {class: visual score}).
+
+    It separates the two ways a held-out word goes unsaid: the visual network does not see the
+    object (low recall here), or sees it and the caption model still prefers another word.
+    """
+    result = {}
+    for name in classes:
+        predicted = {i for i, s in scores.items() if s[name] > 0}
+        holding = {i for i in scores if name in contains.get(i, ())}
+        both = len(predicted & holding)
+        result[name] = {"precision": round(both / len(predicted), 4) if predicted else 0.0,
+                        "recall": round(both / len(holding), 4) if holding else 0.0}
+    return result
+
+
+def said_instead(candidates: Mapping[str, str], contains: Mapping[str, set], word: str,
+                 classes: Sequence[str]) -> dict:
+    """{class word: captions naming it} over the images that hold `word`'s class but whose caption
+    does not name `word`: what the captioner calls the object it misses (e.g. "circle")."""
+    missed = [c for i, c in candidates.items() if word in contains.get(i, ()) and not names_word(c, word)]
+    counts = {name: sum(names_word(c, name) for c in missed) for name in classes if name != word}
+    return {"missed": len(missed), **{k: v for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v}}

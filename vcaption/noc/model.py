@@ -195,7 +195,7 @@ class NOCCaptioner(CaptionerBase):
     def losses_of(self, batch: dict, training: bool = True) -> dict:
         """The three losses of one mixed batch (`noc.data.joint_dataset`): "caption" (image-text,
         paired captions), "text" (text-specific, unpaired sentences), "image" (image-specific,
-        unpaired labelled images; sigmoid cross-entropy over the class words)."""
+        unpaired labelled images; sigmoid cross-entropy of each class word, summed over the classes)."""
         from vcaption.losses import masked_caption_loss
 
         losses = {}
@@ -210,8 +210,13 @@ class NOCCaptioner(CaptionerBase):
         if "image" in self.objectives:
             scores = ops.take(self.visual_scores(self.encoder(batch["labelled_images"], training=training)),
                               self.class_word_ids, axis=1)  # [batch, classes]
-            losses["image"] = ops.mean(keras.losses.binary_crossentropy(
-                ops.cast(batch["labels"], "float32"), scores, from_logits=True))
+            # Summed over an image's labels, averaged over the images: the multi-label loss
+            # as NOC trained it (Caffe's SigmoidCrossEntropyLoss divides by the batch size,
+            # not by batch x labels). Averaged over the labels too, each class's gradient is
+            # 1/len(classes) of a caption word's, and the held-out words' visual scores, which
+            # only this loss raises, stay too low to outweigh the language model's prior.
+            losses["image"] = ops.sum(ops.mean(keras.losses.binary_crossentropy(
+                ops.cast(batch["labels"], "float32")[..., None], scores[..., None], from_logits=True), axis=0))
         return losses
 
     def train_step(self, data):

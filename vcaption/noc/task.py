@@ -203,6 +203,11 @@ class NOCTask(Task):
             evaluation.write_results(run.file("results_test.json" if name == cfg.name else f"results_test_{name}.json"),
                                      candidates)
             blocks[name] = metrics.noc_block(candidates, contains, held_out)
+            if name != "lrcn_2f":  # why a word goes unsaid: unseen by the visual network, or outvoted
+                blocks[name]["visual_network"] = metrics.classifier_recall(
+                    visual_network_scores(result.model, resources, data, cfg), contains, resources.classes)
+                blocks[name]["said_instead"] = {w: metrics.said_instead(candidates, contains, w, resources.classes)
+                                                for w in held_out}
             rows[name] = subset_scores(candidates, references, contains, held_out)
         result = {"preset": cfg.name, "split": "test", "beam_size": cfg.decode.beam_size,
                   "data_dir": data.directory, "training": {n: t.training for n, t in trained.items()},
@@ -213,6 +218,7 @@ class NOCTask(Task):
                                         for n in trained if n != cfg.name}},
                   "baselines": {n: rows[n] for n in trained if n != cfg.name}}
         print(format_table(cfg.name, rows, blocks, held_out))
+        print(format_diagnosis(cfg.name, blocks[cfg.name], held_out))
         return result
 
     def export(self, cfg, data, trained, run):
@@ -232,6 +238,28 @@ def generate(model, vocabulary: text.Vocabulary, data: PreparedData, cfg: Experi
     candidates, references, _ = evaluation.generate_captions(
         evaluation.make_generator(model, cfg.decode), vocabulary, dataset)
     return candidates, references
+
+
+def visual_network_scores(model, resources: NOCResources, data: PreparedData,
+                          cfg: ExperimentConfig) -> dict[str, dict[str, float]]:
+    """image id -> {class: the visual network's score of the class word} on the test split."""
+    dataset = data_lib.make_dataset(data.directory, "test", "caption_eval", batch_size=64,
+                                    image_size=cfg.data.image_size)
+    scores = {}
+    for batch in dataset:
+        values = tf.gather(model.visual_scores(model.encode_visual(batch["visual"])),
+                           resources.class_word_ids, axis=1).numpy()  # [batch, classes]
+        for image_id, row in zip(batch["image_id"].numpy(), values):
+            scores[image_id.decode()] = dict(zip(resources.classes, row.tolist()))
+    return scores
+
+
+def format_diagnosis(name: str, block: dict, held_out: list[str]) -> str:
+    """The visual network's recall of each held-out class and what the captions said instead."""
+    return "\n".join(
+        f"{name} {w}: visual network precision {block['visual_network'][w]['precision']:.3f} "
+        f"recall {block['visual_network'][w]['recall']:.3f}; captions missing it ({block['said_instead'][w]['missed']}) "
+        f"name {({k: v for k, v in block['said_instead'][w].items() if k != 'missed'})}" for w in held_out)
 
 
 def subset_scores(candidates, references, contains, held_out) -> dict:
