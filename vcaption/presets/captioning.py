@@ -31,12 +31,13 @@ def lrcn_2f() -> ExperimentConfig:
     4 epochs (4,500 steps of 64 captions), no dropout, `model.dtype="auto"` (mixed bf16 on CPUs
     with native bf16), 10 steps per execution.
     Result (fresh clone and venv, README's first line, 2026-12-05, 2-core AMD EPYC with AVX-512
-    BF16): 11.4 min with install (`vcaption.train` 600 s: world 26 s, Beam preprocessing 54 s,
-    training 364 s = 15 intervals of 24 s per 300 steps with validation, blind LM 85 s (stopped
-    after 1,200 steps), evaluation 62 s, export 4 s), beam 3: test CIDEr-D 4.48, BLEU-4 0.815,
-    METEOR 0.561, perplexity 1.68; blind LM 0.83; nearest neighbour 4.76. test_novel: CIDEr-D
-    2.52, blind LM 0.48, nearest neighbour 2.62; CHAIR_s 16.0% (nearest neighbour 52.7%),
-    held-out-pair recall 24.0%.
+    BF16): 11.1 min with install (`vcaption.train` 577 s: world 25 s, Beam preprocessing 53 s,
+    training 365 s = 15 intervals of 23-25 s per 300 steps with validation, blind LM 59 s
+    (stopped after 900 steps), evaluation 65 s, export 3 s), beam 3: test CIDEr-D 4.57, BLEU-4
+    0.831, METEOR 0.574, perplexity 1.66; blind LM 0.67; nearest neighbour 4.77. test_novel:
+    CIDEr-D 2.69, blind LM 0.45, nearest neighbour 2.60; CHAIR_s 18.7% (nearest neighbour
+    47.7%), held-out-pair recall 24.8%. An earlier fresh run of the same code (but for the Beam
+    runner) took 600 s: the blind LM stopped after 1,200 steps (85 s); test 4.48, test_novel 2.52.
     Earlier (fresh clone and venv, 2026-12-04, an Intel host with AMX): 15.0 min with install
     (`vcaption.train` 820 s, training 3 intervals of 34 s per 300 steps), beam 3:
     test: CIDEr-D 4.25, BLEU-4 0.773, METEOR 0.543, perplexity 1.71; blind LM 0.81; nearest
