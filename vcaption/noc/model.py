@@ -215,8 +215,8 @@ class NOCCaptioner(CaptionerBase):
             # not by batch x labels). Averaged over the labels too, each class's gradient is
             # 1/len(classes) of a caption word's, and the held-out words' visual scores, which
             # only this loss raises, stay too low to outweigh the language model's prior.
-            losses["image"] = ops.sum(ops.mean(keras.losses.binary_crossentropy(
-                ops.cast(batch["labels"], "float32")[..., None], scores[..., None], from_logits=True), axis=0))
+            losses["image"] = ops.mean(ops.sum(ops.binary_crossentropy(  # element-wise, [images, classes]
+                ops.cast(batch["labels"], "float32"), scores, from_logits=True), axis=-1))
         return losses
 
     def train_step(self, data):
