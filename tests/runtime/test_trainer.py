@@ -19,6 +19,18 @@ def test_checkpoint_intervals_split_the_budget_evenly(total, every, expected):
     assert trainer.checkpoint_intervals(total, every) == expected
 
 
+@pytest.mark.parametrize("requested, interval, expected", [
+    (10, 300, 10),   # a divisor: as asked
+    (10, 1125, 9),   # the objects preset's interval: the largest divisor below 10
+    (10, 7, 7),      # never more than the interval
+    (10, 13, 1),     # a prime interval: one step at a time
+    (0, 300, 1),     # at least one step
+])
+def test_steps_per_execution_divides_the_checkpoint_interval(requested, interval, expected):
+    got = trainer.steps_per_execution(requested, interval)
+    assert got == expected and interval % got == 0
+
+
 class _LogsStep(keras.callbacks.Callback):
     """Logs a made-up validation figure: 3, 5, 4 at the end of intervals 1, 2, 3."""
 
