@@ -50,6 +50,18 @@ def test_small_cnn_defaults_to_64px():
     assert encoder.output_shape == (None, encoders.SMALL_CNN_DEFAULT_DIM)
 
 
+def test_small_cnn_dense_fan_in_does_not_grow_with_the_image():
+    # At 64 px the last block ends on a 4x4 grid; larger images are pooled to it (or just
+    # under), so the features layer keeps its fan-in: at 128 px a 4x wider one saturated
+    # LRCN-2f's gates within 20 steps (encoders.build_small_cnn).
+    fan_in = {size: encoders.build_small_cnn(size).get_layer("features").kernel.shape[0]
+              for size in (64, 96, 128, 224)}
+    assert fan_in[64] == fan_in[128] == fan_in[224] == 4 * 4 * 64
+    assert fan_in[96] == 3 * 3 * 64  # a 6x6 grid pooled by 2
+    with pytest.raises(ValueError):
+        encoders.build_small_cnn(64).get_layer("grid_pool")  # unchanged where the grid is 4x4
+
+
 def test_frozen_encoder_has_no_trainable_weights():
     encoder = encoders.build_encoder("small_cnn", 16, trainable=False)
     assert not encoder.trainable_weights

@@ -144,12 +144,12 @@ class NOCResources:
     def steps_per_epoch(self) -> int:
         return trainer.steps_per_epoch(self.data.stats["captions"]["train"], self.cfg.train.batch_size)
 
-    def pretrained(self):
+    def pretrained(self, verbose: int = 2):
         """A NOC model after the pre-training phase of `pretrain_finetune`: the visual network on
         the labelled images and the language model on the text, each its own loss, no paired data."""
         model = self.build()
         trainer.fit(model, self.plan(model, "pretrain (image + text)", ("image", "text"), prefix="pretrain_"),
-                    self.cfg.train, self.run.path)
+                    self.cfg.train, self.run.path, verbose)
         return model
 
 
@@ -184,7 +184,7 @@ class NOCTask(Task):
                 System("paired_only", resources.build,
                        lambda model: resources.plan(model, "paired only", ("caption",), prefix="paired_only_"),
                        "paired_only.keras"),
-                System("pretrain_finetune", resources.pretrained,
+                System("pretrain_finetune", lambda: resources.pretrained(self.verbose),
                        lambda model: resources.plan(model, "fine-tune (paired)", ("caption",), prefix="finetune_"),
                        "pretrain_finetune.keras"),
                 lrcn_reference(cfg, data, resources)]

@@ -64,6 +64,7 @@ class Task:
     """What a family supplies to `run`. Subclasses set `name` and implement the four steps."""
 
     name = ""
+    verbose = 2  # Keras `verbose` of this run's training (set by `run`), for systems that train as they build
 
     def prepare_data(self, cfg: ExperimentConfig, run: RunDirectory, verbose: int) -> PreparedData:
         raise NotImplementedError
@@ -104,6 +105,7 @@ class Task:
         strategy = devices.distribution_strategy(strategy_name)
         keras.utils.set_random_seed(cfg.train.seed)
         run = RunDirectory(devices.worker_output(output))
+        self.verbose = verbose
         with profile.phase("data"):
             data = self.prepare_data(cfg, run, verbose)
             run.keep_assets(data)
