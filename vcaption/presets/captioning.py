@@ -31,7 +31,13 @@ def lrcn_2f() -> ExperimentConfig:
     4 epochs (4,500 steps of 64 captions), no dropout, `model.dtype="auto"` (mixed bf16 on CPUs
     with native bf16), 10 steps per execution.
     Result (fresh clone and venv, README's first line, 2026-12-05, 2-core AMD EPYC with AVX-512
-    BF16): 11.1 min with install (`vcaption.train` 577 s: world 25 s, Beam preprocessing 53 s,
+    BF16, on 5b38ebd): 11.9 min with install (`vcaption.train` 629 s: world and Beam
+    preprocessing 83 s, training 393 s (first interval 38 s, then 22-28 s per 300 steps with
+    validation), blind LM 85 s (stopped after 1,200 steps), evaluation 56 s, export 4 s), beam 3:
+    test CIDEr-D 4.28, BLEU-4 0.740, METEOR 0.515, perplexity 1.72; blind LM 0.64; nearest
+    neighbour 4.70. test_novel: CIDEr-D 2.37, blind LM 0.41, nearest neighbour 2.52; CHAIR_s
+    25.5% (nearest neighbour 51.7%), held-out-pair recall 18.9%.
+    The previous fresh run (on 642a84a, the same default model): 11.1 min with install (`vcaption.train` 577 s: world 25 s, Beam preprocessing 53 s,
     training 365 s = 15 intervals of 23-25 s per 300 steps with validation, blind LM 59 s
     (stopped after 900 steps), evaluation 65 s, export 3 s), beam 3: test CIDEr-D 4.57, BLEU-4
     0.831, METEOR 0.574, perplexity 1.66; blind LM 0.67; nearest neighbour 4.77. test_novel:
