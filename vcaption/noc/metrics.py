@@ -20,6 +20,13 @@ def names_word(caption: str, word: str) -> bool:
     return word in tokens or (word + "s") in tokens or (word + "es") in tokens
 
 
+def _precision_recall(predicted: set, holding: set) -> tuple[int, float, float]:
+    """(|predicted & holding|, precision, recall) of a predicted set of image ids against the
+    images that hold the class; 0.0 where a denominator is empty."""
+    both = len(predicted & holding)
+    return both, (both / len(predicted) if predicted else 0.0), (both / len(holding) if holding else 0.0)
+
+
 def mention_f1(candidates: Mapping[str, str], contains: Mapping[str, set], words: Sequence[str]) -> dict:
     """{word: {"precision", "recall", "f1", "named", "contain", "both"}} over the images of
     `candidates` (image id -> caption); `contains`: image id -> the classes in it."""
@@ -27,9 +34,7 @@ def mention_f1(candidates: Mapping[str, str], contains: Mapping[str, set], words
     for word in words:
         named = {i for i, caption in candidates.items() if names_word(caption, word)}
         holding = {i for i in candidates if word in contains.get(i, ())}
-        both = len(named & holding)
-        precision = both / len(named) if named else 0.0
-        recall = both / len(holding) if holding else 0.0
+        both, precision, recall = _precision_recall(named, holding)
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         result[word] = {"precision": precision, "recall": recall, "f1": f1,
                         "named": len(named), "contain": len(holding), "both": both}
@@ -58,9 +63,8 @@ def classifier_recall(scores: Mapping[str, Mapping[str, float]], contains: Mappi
     for name in classes:
         predicted = {i for i, s in scores.items() if s[name] > 0}
         holding = {i for i in scores if name in contains.get(i, ())}
-        both = len(predicted & holding)
-        result[name] = {"precision": round(both / len(predicted), 4) if predicted else 0.0,
-                        "recall": round(both / len(holding), 4) if holding else 0.0}
+        _, precision, recall = _precision_recall(predicted, holding)
+        result[name] = {"precision": round(precision, 4), "recall": round(recall, 4)}
     return result
 
 
