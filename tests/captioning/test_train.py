@@ -258,5 +258,11 @@ def test_novel_split_world_reports_both_splits_with_grounding(tmp_path):
     scenes, held_out = grounding.load_scenes(str(tmp_path / "shapes" / "world-novel20" / "scenes.json"))
     recount = grounding.grounding_scores({str(r["image_id"]): r["caption"] for r in results}, scenes, held_out)
     assert recount == novel["model"]["grounding"]
+    # ... and so is the by-scene-size block, whose CIDEr-D means average back to the split's
+    by_size = novel["model"]["by_scene_size"]
+    regrouped = grounding.grounding_by_scene_size({str(r["image_id"]): r["caption"] for r in results}, scenes, held_out)
+    assert {size: {k: v for k, v in group.items() if k != "CIDEr"} for size, group in by_size.items()} == regrouped
+    assert sum(g["CIDEr"] * g["captions"] for g in by_size.values()) / 20 == pytest.approx(novel["model"]["CIDEr"])
+    assert "by_scene_size" in novel["baselines"]["nearest_neighbour"]
     for name in ("results_test.json", "caption_grid_test.png", "caption_grid_test_novel.png"):
         assert (tmp_path / "run" / name).exists(), name

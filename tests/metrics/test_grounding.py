@@ -120,3 +120,34 @@ def test_generated_captions_are_all_correct():
         assert result[key] == 1.0, key
     assert result["chair_s"] == 0.0
     assert result["count_claims"] > 100 and result["relation_claims"] > 50
+
+
+def test_by_scene_size_groups_captions_by_object_count():
+    one = {"objects": [obj("triangle", "red")]}
+    scenes = {"1": SCENE, "2": one, "3": one}
+    captions = {"1": "a red circle and a blue square", "2": "a red triangle", "3": "a blue triangle"}
+    held = [("red", "triangle")]
+    groups = grounding.grounding_by_scene_size(captions, scenes, held)
+    assert list(groups) == ["1", "3"]  # smallest scenes first, keys as in JSON
+    assert groups["1"] == grounding.grounding_scores({"2": captions["2"], "3": captions["3"]}, scenes, held)
+    assert groups["1"]["held_out_pair_recall"] == 0.5 and groups["1"]["captions"] == 2
+    assert groups["3"]["object_recall"] == pytest.approx(2 / 3)
+    assert groups["3"]["held_out_pairs_present"] == 0
+    with pytest.raises(KeyError, match="no scene"):
+        grounding.grounding_by_scene_size({"9": "a red circle"}, scenes)
+
+
+def test_scores_by_scene_size_average_per_image_cider_per_group():
+    from vcaption.captioning import evaluation
+
+    one = {"objects": [obj("triangle", "red")]}
+    scenes = {"1": SCENE, "2": one, "3": one}
+    system = {"candidates": {"1": "a red circle", "2": "a red triangle", "3": "a blue square"},
+              "per_image": {"1": {"CIDEr": 3.0}, "2": {"CIDEr": 1.0}, "3": {"CIDEr": 2.0}}}
+    groups = evaluation.scores_by_scene_size(system, scenes, [])
+    assert groups["1"]["CIDEr"] == 1.5 and groups["3"]["CIDEr"] == 3.0
+    # without per-image scores (a results file) the groups have grounding only
+    assert "CIDEr" not in evaluation.scores_by_scene_size({"candidates": system["candidates"]}, scenes, [])["1"]
+    table = evaluation.format_scene_size_table({"model": groups}, "by objects").splitlines()
+    assert table[0] == "by objects" and table[3].split()[:5] == ["model,", "1", "obj", "2", "1.500"]
+    assert table[4].split()[4:8] == ["3.000", "33.3", "0.0", "100.0"]  # CIDEr-D, obj R, CHAIR_s, binding (%)

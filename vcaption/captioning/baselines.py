@@ -104,7 +104,9 @@ class NearestNeighbourIndex:
         return retrieved, dict(zip(query_ids, query_references))
 
     def evaluate(self, split: str) -> dict:
-        """pycocoevalcap metrics of the retrieved captions, with "candidates" (image id -> caption)."""
+        """pycocoevalcap metrics of the retrieved captions, with "candidates" (image id -> caption)
+        and "per_image" scores."""
         retrieved, references = self.captions(split)
-        return {**caption_metrics.score_captions(references, retrieved, spice=False), "candidates": retrieved}
+        scores = caption_metrics.score_captions(references, retrieved, spice=False, per_image=True)
+        return {**scores, "candidates": retrieved}
 

@@ -150,6 +150,26 @@ def format_grounding_table(rows: Mapping[str, Mapping], title: str = "") -> str:
     return _format_rows(rows, GROUNDING_COLUMNS, lambda v: None if v is None else f"{100 * v:>11.1f}", title)
 
 
+SCENE_SIZE_COLUMNS = {"captions": "images", "CIDEr": "CIDEr-D", "object_recall": "obj R",
+                      "chair_s": "CHAIR_s", "binding_accuracy": "binding", "held_out_pair_recall": "held-out R"}
+
+
+def format_scene_size_table(rows: Mapping[str, Mapping[str, Mapping]], title: str = "") -> str:
+    """`scores_by_scene_size` of each system, one row per (system, objects in the scene): image
+    count, CIDEr-D, grounding rates in percent."""
+
+    def text(key, value):
+        if value is None:
+            return None
+        if isinstance(value, int):
+            return str(value)
+        return f"{value:.3f}" if key == "CIDEr" else f"{100 * value:.1f}"
+
+    flat = {f"{system}, {size} obj": {key: text(key, group.get(key)) for key in SCENE_SIZE_COLUMNS}
+            for system, groups in rows.items() for size, group in groups.items()}
+    return _format_rows(flat, SCENE_SIZE_COLUMNS, lambda v: None if v is None else f"{v:>11}", title)
+
+
 DIVERSITY_COLUMNS = {"copied_from_training": "copied %", "distinct_captions": "distinct %",
                      "vocabulary_used": "vocab", "reference_vocabulary": "human voc",
                      "vocabulary_coverage": "coverage %", "distinct_1": "distinct-1", "distinct_2": "distinct-2"}
@@ -222,14 +242,33 @@ def evaluate_systems(model, vocab: text.Vocabulary, data_dir: str, split: str, d
                 scenes, held_out = world
                 for system, s in systems.items():
                     rows[system]["grounding"] = grounding.grounding_scores(s["candidates"], scenes, held_out)
+                    rows[system]["by_scene_size"] = scores_by_scene_size(s, scenes, held_out)
     return rows, scores
 
 
+def scores_by_scene_size(scores: Mapping, scenes: Mapping[str, Mapping], held_out) -> dict[str, dict]:
+    """`grounding.grounding_by_scene_size` of a system's candidates, each group with the mean of its
+    images' per-image CIDEr-D ("CIDEr", when `scores` has "per_image"): the IDF stays the whole
+    split's, so the groups' means average, weighted by their images, to the split's CIDEr-D."""
+    groups = grounding.grounding_by_scene_size(scores["candidates"], scenes, held_out)
+    per_image = scores.get("per_image")
+    if per_image:
+        totals: dict[str, list[float]] = {}
+        for image_id, image_scores in per_image.items():
+            size = str(len(scenes[str(image_id)]["objects"]))
+            totals.setdefault(size, []).append(image_scores["CIDEr"])
+        for size, values in totals.items():
+            groups[size]["CIDEr"] = sum(values) / len(values)
+    return groups
+
+
 def print_tables(rows: Mapping[str, Mapping], title: str) -> None:
-    """The caption-metrics table and, when the rows have them, the grounding and diversity tables."""
+    """The caption-metrics table and, when the rows have them, the grounding, diversity and
+    by-scene-size tables."""
     print(format_table(rows, title))
     for block, formatter, label in (("grounding", format_grounding_table, "scene grounding"),
-                                    ("diversity", format_diversity_table, "caption diversity")):
+                                    ("diversity", format_diversity_table, "caption diversity"),
+                                    ("by_scene_size", format_scene_size_table, "by objects in the scene")):
         blocks = {system: r[block] for system, r in rows.items() if block in r}
         if blocks:
             print(formatter(blocks, f"{title}: {label}"))
