@@ -82,6 +82,15 @@ class TrainConfig:
             largest divisor of the checkpoint interval, so intervals keep their exact length;
             the steps themselves are the same. On the built-in world's small models the round
             trip is a good part of a step (the default preset: ~10% faster with 10).
+        self_critical_steps: captioners: after maximum-likelihood training, this many steps of
+            self-critical fine-tuning on CIDEr-D (`vcaption.captioning.self_critical`, Rennie et
+            al. 2017), from the best checkpoint; 0 (the default): none. With `--strategy
+            mirrored` or `multi_worker` it is skipped (with a notice and `"skipped"` in
+            `metrics.json`'s training summary): its loop is single-replica.
+        self_critical_images: images per self-critical step.
+        self_critical_samples: captions sampled per image and step (at least 2: each sample's
+            baseline is the mean reward of the image's others).
+        self_critical_learning_rate: Adam's constant learning rate for the fine-tuning.
     """
 
     epochs: int = 5
@@ -97,6 +106,10 @@ class TrainConfig:
     captions_per_image: int = 1
     word_dropout: float = 0.0
     steps_per_execution: int = 10
+    self_critical_steps: int = 0
+    self_critical_images: int = 16
+    self_critical_samples: int = 5
+    self_critical_learning_rate: float = 5e-5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -161,10 +161,34 @@ def sample(step_fn, initial_state, max_length, num_samples, temperature=1.0,
       `DecodeResult` with n = n_best; `scores` = `log_probs` (untempered). If fewer than `n_best`
       distinct samples were drawn, the remaining slots are unfilled (score -inf, length 0).
     """
-    if isinstance(temperature, (int, float)) and not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
     if n_best > num_samples:
         raise ValueError(f"n_best={n_best} > num_samples={num_samples}")
+    ids, log_probs, lengths = draw_samples(step_fn, initial_state, max_length, num_samples, temperature,
+                                           seed, start_id, end_id)
+
+    # Identical samples would fill the N-best list with copies: keep the first occurrence only.
+    # Pairwise comparison costs O(batch · N² · L) booleans (~6 MB for 32 × 100² × 20).
+    same = tf.reduce_all(
+        tf.equal(ids[:, :, tf.newaxis, :], ids[:, tf.newaxis, :, :]), axis=-1)  # [batch, s, s]
+    earlier = tf.linalg.band_part(tf.ones([num_samples, num_samples], tf.bool), -1, 0)
+    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(num_samples, dtype=tf.bool)))
+    duplicate = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=-1)  # [batch, s]
+    key = tf.where(duplicate, tf.constant(-float("inf")), log_probs)
+    return _select_n_best(key, ids, log_probs, lengths, n_best)
+
+
+def draw_samples(step_fn, initial_state, max_length, num_samples, temperature=1.0, seed=(0, 0),
+                 start_id=START_ID, end_id=END_ID):
+    """`num_samples` captions per example, y_t ~ softmax(logits_t / temperature), duplicates kept
+    and in drawing order: what `sample` ranks, and what self-critical training scores
+    (`vcaption.captioning.self_critical`). Arguments as `sample`'s.
+
+    Returns:
+      (ids int32 [batch, samples, max_length] with <pad> after <end>, untempered log_probs
+      float32 [batch, samples], lengths int32 [batch, samples]).
+    """
+    if isinstance(temperature, (int, float)) and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     batch_size = _batch_size(initial_state)
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
@@ -183,16 +207,7 @@ def sample(step_fn, initial_state, max_length, num_samples, temperature=1.0,
     ids = tf.reshape(ids, [batch_size, num_samples, max_length])  # [batch, samples, length]
     log_probs = tf.reshape(log_probs, [batch_size, num_samples])  # [batch, samples]
     lengths = tf.reshape(lengths, [batch_size, num_samples])  # [batch, samples]
-
-    # Identical samples would fill the N-best list with copies: keep the first occurrence only.
-    # Pairwise comparison costs O(batch · N² · L) booleans (~6 MB for 32 × 100² × 20).
-    same = tf.reduce_all(
-        tf.equal(ids[:, :, tf.newaxis, :], ids[:, tf.newaxis, :, :]), axis=-1)  # [batch, s, s]
-    earlier = tf.linalg.band_part(tf.ones([num_samples, num_samples], tf.bool), -1, 0)
-    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(num_samples, dtype=tf.bool)))
-    duplicate = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=-1)  # [batch, s]
-    key = tf.where(duplicate, tf.constant(-float("inf")), log_probs)
-    return _select_n_best(key, ids, log_probs, lengths, n_best)
+    return ids, log_probs, lengths
 
 
 def lrcn_temperature(lrcn_t):

@@ -25,7 +25,8 @@ from vcaption.runtime.task import run_preset
 
 TINY = ["--set", "model.hidden_units=16", "--set", "model.embedding_dim=8",
         "--set", "model.image_embedding_dim=8", "--set", "model.image_size=32",
-        "--set", "data.image_size=32", "--set", "decode.max_length=8", "--set", "export.saved_models_dir=''"]
+        "--set", "data.image_size=32", "--set", "decode.max_length=8", "--set", "export.saved_models_dir=''",
+        "--set", "train.self_critical_steps=2"]
 
 
 def _command(data_dir, output, *extra):
@@ -186,6 +187,9 @@ def test_two_local_workers_complete_a_short_multi_worker_training(shapes_records
     assert "worker done" in outputs[1]
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["training"]["steps"] >= 1 and "CIDEr" in metrics["model"]
+    # self-critical fine-tuning is single-replica: skipped, and the run says so
+    assert metrics["training"]["fine_tuning"] == {"skipped": "runs with --strategy default only"}
+    assert "self-critical fine-tuning skipped" in outputs[0]
     assert (output / "workers" / "worker_1").exists()  # the second worker checkpointed apart
     # Synchronous data parallelism: after the all-reduced steps both workers hold the same weights.
     chief, worker = (h5py.File(path / "backup" / "latest.weights.h5", "r")
@@ -245,6 +249,9 @@ def test_novel_split_world_reports_both_splits_with_grounding(tmp_path):
     assert written == json.loads(json.dumps(result))
     novel = written["test_novel"]
     assert novel["split"] == "test_novel"
+    # TINY's two self-critical steps ran after maximum likelihood and are in the training summary
+    assert written["training"]["fine_tuning"]["steps"] == 2
+    assert (tmp_path / "run" / "self_critical.weights.h5").exists()
     for block in (written, novel):
         for system in (block["model"], block["baselines"]["blind"], block["baselines"]["nearest_neighbour"]):
             assert {"CIDEr", "Bleu_4", "grounding"} <= set(system)

@@ -13,7 +13,8 @@ import tensorflow as tf
 from vcaption.captioning.export import warmup_jpeg
 
 TINY = ["--set", "model.hidden_units=16", "--set", "model.embedding_dim=8", "--set", "model.image_embedding_dim=8",
-        "--set", "model.image_size=32", "--set", "data.image_size=32", "--set", "decode.max_length=8"]
+        "--set", "model.image_size=32", "--set", "data.image_size=32", "--set", "decode.max_length=8",
+        "--set", "train.self_critical_steps=2"]
 
 
 def _run(command, cwd):

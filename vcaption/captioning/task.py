@@ -23,7 +23,7 @@ from pycocoevalcap.cider.cider import Cider
 
 from vcaption import data as data_lib
 from vcaption import registry, text, visualize
-from vcaption.captioning import baselines, evaluation
+from vcaption.captioning import baselines, evaluation, self_critical
 from vcaption.captioning.export import export_captioner
 from vcaption.config import DecodeConfig, ExperimentConfig
 from vcaption.losses import MaskedCaptionLoss
@@ -129,8 +129,12 @@ class CaptioningTask(Task):
 
     def systems(self, cfg, data, run):
         vocab_size, counts = data.vocabulary().size, data.word_counts()
+        fine_tune = None
+        if cfg.train.self_critical_steps:
+            def fine_tune(model, run, verbose):
+                return self_critical.fine_tune(model, data, cfg, run, verbose)
         systems = [System(cfg.name, lambda: build_model(cfg, vocab_size, counts),
-                          lambda model: training_plan(cfg, data, model))]
+                          lambda model: training_plan(cfg, data, model), fine_tune=fine_tune)]
         if cfg.train.baselines:
             systems.append(System("blind", lambda: build_model(cfg, vocab_size, counts, blind=True),
                                   lambda model: training_plan(cfg, data, model, blind=True), "blind.keras"))

@@ -9,8 +9,8 @@
 2. `task.prepare_data`: a `PreparedData` (the preset's `data.data_dir`, or the built-in world);
    its assets are copied into the run, and `config.json` written with absolute paths;
 3. for each of `task.systems` (the model, then its trained baselines): build it in the strategy
-   scope, train it with the one routine (`trainer.fit`, resumable, keep-best), save
-   `<run>/<system.keras_file>`;
+   scope, train it with the one routine (`trainer.fit`, resumable, keep-best), fine-tune it when
+   the system has a second stage (`System.fine_tune`), save `<run>/<system.keras_file>`;
 4. on the chief only: `task.evaluate` (test metrics of the model and every baseline, printed as a
    table), `task.export` (a SavedModel under `export.saved_models_dir`, then the model server's
    config rewritten to name every export there: `vcaption.serving.config`), `metrics.json`.
@@ -44,12 +44,15 @@ class System:
         build: makes the untrained model (called in the strategy scope).
         plan: the model -> how it trains (`trainer.TrainingPlan`).
         keras_file: where the trained model is saved in the run directory.
+        fine_tune: a second stage after `trainer.fit` (model, run, verbose) -> its summary
+            (`training["fine_tuning"]`), run in the strategy scope; None: none.
     """
 
     name: str
     build: Callable[[], keras.Model]
     plan: Callable[[keras.Model], trainer.TrainingPlan]
     keras_file: str = "model.keras"
+    fine_tune: Callable[[keras.Model, RunDirectory, int], dict] | None = None
 
 
 @dataclasses.dataclass
@@ -118,6 +121,9 @@ class Task:
             print(f"{system.name}: {model.count_params():,} parameters, data {data.directory}")
             with profile.phase(f"train {system.name}"):
                 summary = trainer.fit(model, system.plan(model), cfg.train, run.path, verbose)
+            if system.fine_tune is not None:
+                with profile.phase(f"fine-tune {system.name}"), strategy.scope():
+                    summary["fine_tuning"] = system.fine_tune(model, run, verbose)
             trained[system.name] = Trained(model, summary)
             if devices.is_chief():
                 model.save(run.file(system.keras_file))
