@@ -12,8 +12,6 @@ copying training captions of similar images rather than from composing new ones.
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 import tensorflow as tf
 
@@ -35,12 +33,6 @@ def _embed(encoder, dataset) -> tuple[list[str], np.ndarray, list[list[str]]]:
     return ids, features, references
 
 
-def _ngrams(caption: str, n_max: int = 2) -> collections.Counter:
-    words = caption.split()
-    return collections.Counter(tuple(words[i:i + n]) for n in range(1, n_max + 1)
-                               for i in range(len(words) - n + 1))
-
-
 def consensus_caption(candidates: list[str]) -> str:
     """The candidate with the highest mean similarity to the other candidates (the first on ties).
 
@@ -51,7 +43,7 @@ def consensus_caption(candidates: list[str]) -> str:
     """
     if len(candidates) == 1:
         return candidates[0]
-    grams = [_ngrams(c) for c in candidates]
+    grams = [caption_metrics.ngram_counts(c, 2) for c in candidates]
     index: dict[tuple, int] = {}
     for g in grams:
         for gram in g:

@@ -32,6 +32,7 @@ import tensorflow as tf
 from vcaption import data as data_lib
 from vcaption import decoding, text
 from vcaption.config import ExperimentConfig
+from vcaption.metrics.caption import ngram_counts
 from vcaption.runtime.prepared_data import PreparedData
 from vcaption.runtime.run_directory import RunDirectory
 
@@ -39,12 +40,6 @@ CIDER_N = 4  # n-grams 1..4
 CIDER_SIGMA = 6.0  # the Gaussian length penalty's width (CIDEr-D)
 WEIGHTS_FILE = "self_critical.weights.h5"
 SUMMARY_FILE = "self_critical.json"
-
-
-def _ngram_counts(caption: str) -> collections.Counter:
-    words = caption.split()
-    return collections.Counter(tuple(words[i:i + n]) for n in range(1, CIDER_N + 1)
-                               for i in range(len(words) - n + 1))
 
 
 class CiderD:
@@ -67,7 +62,7 @@ class CiderD:
         images = 0
         for references in corpus:
             images += 1
-            self.document_frequency.update({gram for r in references for gram in _ngram_counts(r)})
+            self.document_frequency.update({gram for r in references for gram in ngram_counts(r, CIDER_N)})
         if not images:
             raise ValueError("CiderD needs a non-empty corpus")
         self.log_images = math.log(float(images))
@@ -76,7 +71,7 @@ class CiderD:
         vector = [dict() for _ in range(CIDER_N)]
         norm = [0.0] * CIDER_N
         length = 0
-        for gram, count in _ngram_counts(caption).items():
+        for gram, count in ngram_counts(caption, CIDER_N).items():
             weight = count * (self.log_images - math.log(max(1.0, self.document_frequency[gram])))
             vector[len(gram) - 1][gram] = weight
             norm[len(gram) - 1] += weight * weight

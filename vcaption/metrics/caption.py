@@ -12,6 +12,7 @@ SPICE is skipped with a one-line notice.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import json
@@ -23,6 +24,13 @@ import tempfile
 from typing import Mapping, Sequence
 
 CAPTION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+def ngram_counts(caption: str, n_max: int) -> collections.Counter:
+    """Counts of the 1- to `n_max`-grams (word tuples) of a whitespace-tokenized caption."""
+    words = caption.split()
+    return collections.Counter(tuple(words[i:i + n]) for n in range(1, n_max + 1)
+                               for i in range(len(words) - n + 1))
 JAVA_INSTALL = ("install a Java runtime (8 or later) and put `java` on PATH, e.g. "
                 "`sudo apt-get install -y default-jre-headless` (Debian/Ubuntu), "
                 "`conda install -c conda-forge openjdk` (conda, no root needed) or `brew install openjdk` (macOS)")
