@@ -183,12 +183,20 @@ def format_diversity_table(rows: Mapping[str, Mapping], title: str = "") -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def training_captions(data_dir: str) -> frozenset[str]:
-    """Every training caption of a preprocessing output, normalized (`text.normalize`): what a
-    generated caption is copied from. Read once per process (the test and test_novel evaluations share it)."""
+def training_references(data_dir: str) -> tuple[tuple[str, ...], ...]:
+    """The references of every training image of a preprocessing output, normalized
+    (`text.normalize`). Read once per process: the copy rate of every evaluation and the
+    self-critical reward's corpus (`self_critical.CiderD`) share it."""
     dataset = data.make_dataset(data_dir, "train", "caption_eval", batch_size=512, blind=True)
-    captions = [r.decode() for batch in dataset for refs in batch["references"].to_list() for r in refs]
-    return frozenset(text.normalized_captions(captions))
+    references = [[r.decode() for r in refs] for batch in dataset for refs in batch["references"].to_list()]
+    return tuple(tuple(refs) for refs in text.normalized_caption_lists(references))
+
+
+@functools.lru_cache(maxsize=4)
+def training_captions(data_dir: str) -> frozenset[str]:
+    """Every training caption of a preprocessing output, normalized: what a generated caption is
+    copied from (`training_references`, flattened)."""
+    return frozenset(caption for refs in training_references(data_dir) for caption in refs)
 
 
 def caption_diversity(candidates: Mapping[str, str], references: Mapping[str, list[str]],

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from vcaption import data as data_lib
 from vcaption import decoding, text
+from vcaption.captioning import evaluation
 from vcaption.config import ExperimentConfig
 from vcaption.metrics.caption import ngram_counts
 from vcaption.runtime.prepared_data import PreparedData
@@ -98,13 +99,6 @@ class CiderD:
         return 10.0 * total / len(references)
 
 
-def training_corpus(data: PreparedData) -> list[list[str]]:
-    """The normalized references of every training image."""
-    dataset = data_lib.make_dataset(data.directory, "train", "caption_eval", batch_size=512, blind=True)
-    references = [[r.decode() for r in refs] for batch in dataset for refs in batch["references"].to_list()]
-    return text.normalized_caption_lists(references)
-
-
 def _sampler(model, samples: int, max_length: int):
     @tf.function(reduce_retracing=True)
     def draw(visual, seed):
@@ -161,7 +155,7 @@ def fine_tune(model, data: PreparedData, cfg: ExperimentConfig, run: RunDirector
         print(f"self-critical fine-tuning skipped: {reason}")
         return {"skipped": reason}
     started = time.time()
-    cider = CiderD(training_corpus(data))
+    cider = CiderD(evaluation.training_references(data.directory))
     vocab = data.vocabulary()
     images, samples = tcfg.self_critical_images, tcfg.self_critical_samples
     draw = _sampler(model, samples, cfg.decode.max_length)
